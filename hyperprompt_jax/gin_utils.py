@@ -1,0 +1,66 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Gin command-line handling shared by our commands, with t5x's conventions.
+
+`--gin.KEY=VALUE` is rewritten to `--gin_bindings='KEY = VALUE'` (as
+`t5x.gin_utils.rewrite_gin_args` does); gin files are looked up in
+`--gin_search_paths` and in the package's own `gin/` directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterable, List, Optional, Sequence
+
+import gin
+
+# The `gin/` directory of this project (next to the package in a source checkout).
+GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+
+
+class _QuietSearchFilter(logging.Filter):
+  """Drops gin's "Path not found" lines, logged for every search path it tries."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Path not found")
+
+
+logging.getLogger().addFilter(_QuietSearchFilter())
+
+
+def rewrite_gin_args(args: Sequence[str]) -> List[str]:
+  """Rewrites `--gin.KEY=VALUE` into `--gin_bindings=KEY = VALUE`."""
+  out = []
+  for arg in args:
+    if arg.startswith("--gin."):
+      if "=" not in arg:
+        raise ValueError(f"Gin override {arg!r} must have the form --gin.KEY=VALUE.")
+      key, value = arg[len("--gin."):].split("=", 1)
+      out.append(f"--gin_bindings={key} = {value}")
+    else:
+      out.append(arg)
+  return out
+
+
+def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
+              gin_search_paths: Iterable[str] = (), defaults: Iterable[str] = (),
+              finalize: bool = True) -> None:
+  """Parses gin files and bindings; `defaults` are bound between the files and the bindings.
+
+  Raises:
+    ValueError: naming the file or binding gin could not parse.
+  """
+  for path in list(gin_search_paths) + [GIN_DIR, os.getcwd()]:
+    if path and os.path.isdir(path):
+      gin.add_config_file_search_path(path)
+  try:
+    gin.parse_config_files_and_bindings(list(gin_files), list(defaults) + list(gin_bindings),
+                                        finalize_config=finalize)
+  except (ValueError, KeyError, SyntaxError, IOError, gin.config.ParseError) as e:
+    raise ValueError(f"Bad gin configuration: {e}") from None
+
+
+def gin_files_for(names: Sequence[str]) -> List[str]:
+  """Resolves gin file names relative to GIN_DIR when they do not exist as given."""
+  return [n if os.path.exists(n) else os.path.join(GIN_DIR, n) for n in names]

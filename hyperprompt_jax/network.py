@@ -1,0 +1,346 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""T5 encoder-decoder with HyperPrompt, on the t5x network contract.
+
+`Transformer(config=T5Config(...))` keeps the call signatures of t5x's
+`examples/t5/network.py` (`__call__`, `encode`, `decode`, the `cache`
+collection) and its T5.1.1 parameter tree, so `t5x.models.EncoderDecoderModel`
+drives it unchanged and a t5x checkpoint's `target` tree restores into it. With
+`hyperprompt_variant='none'` it is exactly vanilla T5.
+
+The task of each example is read from the leading sentinel of
+`encoder_input_tokens` (see `task_ids.py`). With packed inputs the task of a
+row is the task of its first segment, so multi-task training uses `pack=False`
+(as t5x's prompt-tuning does).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax import struct
+
+from hyperprompt_jax import layers
+from hyperprompt_jax import task_ids as task_ids_lib
+from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
+
+Array = jax.Array
+Prefixes = Optional[Tuple[Array, Array]]  # 2 x [B, M_stack, l, H, D]
+
+
+@struct.dataclass
+class T5Config:
+  """Global hyperparameters; t5x's field names plus the HyperPrompt fields.
+
+  HyperPrompt fields (METHOD.md; defaults are our documented choices):
+    num_tasks: number of tasks T (task indices 0..T-1).
+    task_sentinel_id: token id of `<extra_id_0>`; task k is marked by id - k.
+    hyperprompt_variant: 'none' (vanilla T5), 'share', 'sep' or 'global'.
+    hyperprompt_placement: 'encoder', 'decoder' or 'both' (self-attention only).
+    prompt_length: l, hyper-prompt length per layer.
+    prompt_bottleneck_dim: b, bottleneck of the local HyperNetworks.
+    task_embed_dim: t', width of the task and layer embeddings (Global).
+    layer_task_dim: t, width of the layer-aware task embedding I (Global).
+    task_hidden_dim: hidden width of h_t (Global).
+    hyperprompt_use_bias: biases in D/U, h_t and the global HyperNetworks.
+    prompt_init_stddev: stddev of the global prompts P (1.0: the generated
+      prompts start on the scale of the projected keys and values).
+    task_embed_init_stddev: stddev of the task and layer embeddings.
+  """
+  vocab_size: int
+  # Activation dtype (parameters are always float32).
+  dtype: Any = jnp.float32
+  emb_dim: int = 512
+  num_heads: int = 8
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+  head_dim: int = 64
+  mlp_dim: int = 2048
+  mlp_activations: Sequence[str] = ("relu",)
+  dropout_rate: float = 0.1
+  logits_via_embedding: bool = False
+  float32_attention_logits: bool = False
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  layer_norm_epsilon: float = 1e-6
+  # HyperPrompt.
+  num_tasks: int = 1
+  task_sentinel_id: int = 32099
+  hyperprompt_variant: str = "none"
+  hyperprompt_placement: str = "both"
+  prompt_length: int = 16
+  prompt_bottleneck_dim: int = 32
+  task_embed_dim: int = 32
+  layer_task_dim: int = 32
+  task_hidden_dim: int = 64
+  hyperprompt_use_bias: bool = True
+  prompt_init_stddev: float = 1.0
+  task_embed_init_stddev: float = 1.0
+
+
+def validate_config(config: T5Config) -> None:
+  """Raises ValueError naming the first inconsistent field of `config`."""
+  if config.hyperprompt_variant not in hyperprompt_lib.VARIANTS:
+    raise ValueError(f"T5Config.hyperprompt_variant must be one of "
+                     f"{hyperprompt_lib.VARIANTS}, got {config.hyperprompt_variant!r}.")
+  if config.hyperprompt_placement not in hyperprompt_lib.PLACEMENTS:
+    raise ValueError(f"T5Config.hyperprompt_placement must be one of "
+                     f"{hyperprompt_lib.PLACEMENTS}, got {config.hyperprompt_placement!r}.")
+  if config.num_tasks < 1:
+    raise ValueError(f"T5Config.num_tasks must be >= 1, got {config.num_tasks}.")
+  for name in ("prompt_length", "prompt_bottleneck_dim", "task_embed_dim", "layer_task_dim",
+               "task_hidden_dim"):
+    if getattr(config, name) < 1:
+      raise ValueError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
+  lowest = config.task_sentinel_id - (config.num_tasks - 1)
+  if config.hyperprompt_variant != "none" and not (
+      0 < lowest and config.task_sentinel_id < config.vocab_size):
+    raise ValueError(
+        f"task sentinels {lowest}..{config.task_sentinel_id} (task_sentinel_id="
+        f"{config.task_sentinel_id}, num_tasks={config.num_tasks}) must lie inside the "
+        f"vocabulary of size {config.vocab_size}.")
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention + MLP block. Input/output `[B, L, E]`."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, inputs, encoder_mask=None, encoder_bias=None, deterministic=False,
+               prefix: Prefixes = None):
+    cfg = self.config
+    x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="pre_attention_layer_norm")(inputs)
+    key_prefix, value_prefix = prefix if prefix is not None else (None, None)
+    x = layers.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads, dtype=cfg.dtype, head_dim=cfg.head_dim,
+        dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
+        name="attention")(x, x, encoder_mask, encoder_bias, key_prefix=key_prefix,
+                          value_prefix=value_prefix, deterministic=deterministic)
+    x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = x + inputs
+    y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(intermediate_dim=cfg.mlp_dim, activations=cfg.mlp_activations,
+                        intermediate_dropout_rate=cfg.dropout_rate, dtype=cfg.dtype,
+                        name="mlp")(y, deterministic=deterministic)
+    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    return y + x
+
+
+class DecoderLayer(nn.Module):
+  """Self-attention (prompted, cached), cross-attention, MLP. Input/output `[B, L, E]`."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, inputs, encoded, decoder_mask=None, encoder_decoder_mask=None,
+               decoder_bias=None, deterministic=False, decode=False,
+               prefix: Prefixes = None):
+    cfg = self.config
+    x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="pre_self_attention_layer_norm")(inputs)
+    key_prefix, value_prefix = prefix if prefix is not None else (None, None)
+    x = layers.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads, dtype=cfg.dtype, head_dim=cfg.head_dim,
+        dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
+        name="self_attention")(x, x, decoder_mask, decoder_bias, key_prefix=key_prefix,
+                               value_prefix=value_prefix, deterministic=deterministic,
+                               decode=decode)
+    x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = x + inputs
+    y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="pre_cross_attention_layer_norm")(x)
+    y = layers.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads, dtype=cfg.dtype, head_dim=cfg.head_dim,
+        dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
+        name="encoder_decoder_attention")(y, encoded, encoder_decoder_mask,
+                                          deterministic=deterministic)
+    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = y + x
+    z = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="pre_mlp_layer_norm")(y)
+    z = layers.MlpBlock(intermediate_dim=cfg.mlp_dim, activations=cfg.mlp_activations,
+                        intermediate_dropout_rate=cfg.dropout_rate, dtype=cfg.dtype,
+                        name="mlp")(z, deterministic=deterministic)
+    z = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(z, deterministic=deterministic)
+    return z + y
+
+
+def _layer_prefix(prefixes: Prefixes, lyr: int) -> Prefixes:
+  if prefixes is None:
+    return None
+  return prefixes[0][:, lyr], prefixes[1][:, lyr]
+
+
+class Encoder(nn.Module):
+  """T5 encoder stack: tokens `[B, L]` -> encoded `[B, L, E]`."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoder_input_tokens, encoder_mask=None, deterministic=False,
+               prefixes: Prefixes = None):
+    cfg = self.config
+    assert encoder_input_tokens.ndim == 2  # [batch, length]
+    length = encoder_input_tokens.shape[-1]
+    rel_emb = layers.RelativePositionBiases(
+        num_buckets=cfg.relative_attention_num_buckets,
+        max_distance=cfg.relative_attention_max_distance, num_heads=cfg.num_heads,
+        dtype=cfg.dtype, name="relpos_bias")
+    encoder_bias = rel_emb(length, length, True)
+    x = self.shared_embedding(encoder_input_tokens.astype("int32"))
+    x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = x.astype(cfg.dtype)
+    for lyr in range(cfg.num_encoder_layers):
+      x = EncoderLayer(config=cfg, name=f"layers_{lyr}")(
+          x, encoder_mask, encoder_bias, deterministic, prefix=_layer_prefix(prefixes, lyr))
+    x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="encoder_norm")(x)
+    return nn.Dropout(rate=cfg.dropout_rate)(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+  """T5 decoder stack: `[B, Ld]` tokens and `[B, Le, E]` encoded -> logits `[B, Ld, V]`."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded, decoder_input_tokens, decoder_positions=None,
+               decoder_mask=None, encoder_decoder_mask=None, deterministic=False,
+               decode=False, max_decode_length=None, prefixes: Prefixes = None):
+    cfg = self.config
+    del decoder_positions  # Relative attention needs no absolute positions.
+    assert decoder_input_tokens.ndim == 2  # [batch, len]
+    # In step-by-step decoding the bias covers the whole decode length; the
+    # attention picks the row of the current position.
+    length = (max_decode_length if decode and max_decode_length
+              else decoder_input_tokens.shape[-1])
+    rel_emb = layers.RelativePositionBiases(
+        num_buckets=cfg.relative_attention_num_buckets,
+        max_distance=cfg.relative_attention_max_distance, num_heads=cfg.num_heads,
+        dtype=cfg.dtype, name="relpos_bias")
+    decoder_bias = rel_emb(length, length, False)
+    y = self.shared_embedding(decoder_input_tokens.astype("int32"))
+    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = y.astype(cfg.dtype)
+    for lyr in range(cfg.num_decoder_layers):
+      y = DecoderLayer(config=cfg, name=f"layers_{lyr}")(
+          y, encoded, decoder_mask=decoder_mask, encoder_decoder_mask=encoder_decoder_mask,
+          decoder_bias=decoder_bias, deterministic=deterministic, decode=decode,
+          prefix=_layer_prefix(prefixes, lyr))
+    y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
+                         name="decoder_norm")(y)
+    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    if cfg.logits_via_embedding:
+      # T5.1.0: logits from the tied embedding, rescaled by 1/sqrt(E).
+      logits = self.shared_embedding.attend(y)
+      logits = logits / jnp.sqrt(y.shape[-1])
+    else:
+      logits = layers.DenseGeneral(cfg.vocab_size, dtype=jnp.float32,
+                                   kernel_axes=("embed", "vocab"), name="logits_dense")(y)
+    return layers.with_sharding_constraint(logits, ("batch", "length", "vocab"))
+
+
+class Transformer(nn.Module):
+  """T5 encoder-decoder with optional HyperPrompt task conditioning (t5x contract)."""
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    validate_config(cfg)
+    self.shared_embedding = layers.Embed(
+        num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.dtype,
+        attend_dtype=jnp.float32, embedding_init=nn.initializers.normal(stddev=1.0),
+        one_hot=True, name="token_embedder")
+    self.encoder = Encoder(config=cfg, shared_embedding=self.shared_embedding)
+    self.decoder = Decoder(config=cfg, shared_embedding=self.shared_embedding)
+    if cfg.hyperprompt_variant != "none":
+      self.hyperprompt = hyperprompt_lib.HyperPrompt(config=cfg)
+
+  def task_ids(self, encoder_input_tokens: Array) -> Array:
+    """Per-example task indices `[B]` read from `encoder_input_tokens [B, L]`."""
+    cfg = self.config
+    return task_ids_lib.tokens_to_task_ids(
+        encoder_input_tokens, task_sentinel_id=cfg.task_sentinel_id, num_tasks=cfg.num_tasks)
+
+  def _prefixes(self, encoder_input_tokens: Array, stack: str) -> Prefixes:
+    if self.config.hyperprompt_variant == "none":
+      return None
+    return self.hyperprompt(self.task_ids(encoder_input_tokens), stack)
+
+  def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout=True):
+    """Encodes `[B, Le]` tokens into `[B, Le, E]`."""
+    cfg = self.config
+    assert encoder_input_tokens.ndim == 2, "Expected `encoder_input_tokens` [batch, length]."
+    encoder_mask = layers.make_attention_mask(encoder_input_tokens > 0,
+                                              encoder_input_tokens > 0, dtype=cfg.dtype)
+    if encoder_segment_ids is not None:
+      encoder_mask = layers.combine_masks(
+          encoder_mask,
+          layers.make_attention_mask(encoder_segment_ids, encoder_segment_ids, jnp.equal,
+                                     dtype=cfg.dtype))
+    return self.encoder(encoder_input_tokens, encoder_mask, deterministic=not enable_dropout,
+                        prefixes=self._prefixes(encoder_input_tokens, "encoder"))
+
+  def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
+             decoder_target_tokens, encoder_segment_ids=None, decoder_segment_ids=None,
+             decoder_positions=None, enable_dropout=True, decode=False,
+             max_decode_length=None):
+    """Decodes into logits `[B, Ld, V]` given encoded `[B, Le, E]`.
+
+    `encoder_input_tokens` carries the task sentinel; with `decode=True` this
+    runs one cached step (`decoder_input_tokens [B, 1]`).
+    """
+    cfg = self.config
+    if decode:
+      # Step-by-step decoding: the cache provides causality; no padding mask.
+      decoder_mask = None
+      encoder_decoder_mask = layers.make_attention_mask(
+          jnp.ones_like(decoder_target_tokens), encoder_input_tokens > 0, dtype=cfg.dtype)
+    else:
+      decoder_mask = layers.make_decoder_mask(
+          decoder_target_tokens=decoder_target_tokens, dtype=cfg.dtype,
+          decoder_segment_ids=decoder_segment_ids)
+      encoder_decoder_mask = layers.make_attention_mask(
+          decoder_target_tokens > 0, encoder_input_tokens > 0, dtype=cfg.dtype)
+    if encoder_segment_ids is not None:
+      if decode:
+        raise ValueError("During decoding, packing should not be used but "
+                         "`encoder_segment_ids` was passed to `Transformer.decode`.")
+      encoder_decoder_mask = layers.combine_masks(
+          encoder_decoder_mask,
+          layers.make_attention_mask(decoder_segment_ids, encoder_segment_ids, jnp.equal,
+                                     dtype=cfg.dtype))
+    return self.decoder(
+        encoded, decoder_input_tokens=decoder_input_tokens,
+        decoder_positions=decoder_positions, decoder_mask=decoder_mask,
+        encoder_decoder_mask=encoder_decoder_mask, deterministic=not enable_dropout,
+        decode=decode, max_decode_length=max_decode_length,
+        prefixes=self._prefixes(encoder_input_tokens, "decoder"))
+
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+               encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None,
+               decoder_positions=None, *, enable_dropout: bool = True, decode: bool = False):
+    """Full encoder-decoder pass: logits `[B, Ld, V]`.
+
+    Args:
+      encoder_input_tokens: `[B, Le]`, task sentinel first.
+      decoder_input_tokens: `[B, Ld]` (shifted targets).
+      decoder_target_tokens: `[B, Ld]`.
+      encoder_segment_ids, decoder_segment_ids: packing segment ids or None.
+      encoder_positions, decoder_positions: packing positions or None (unused
+        by relative attention; kept for the t5x signature).
+      enable_dropout: dropout on (needs a 'dropout' rng).
+      decode: cached decoding (used by t5x only to initialise the cache).
+    """
+    del encoder_positions
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids=encoder_segment_ids,
+                          enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       decoder_target_tokens, encoder_segment_ids=encoder_segment_ids,
+                       decoder_segment_ids=decoder_segment_ids,
+                       decoder_positions=decoder_positions, enable_dropout=enable_dropout,
+                       decode=decode)
