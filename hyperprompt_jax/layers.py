@@ -151,12 +151,9 @@ class DenseGeneral(nn.Module):
     kernel_shape = in_shape + features
     flat_shape = (int(np.prod(in_shape)), int(np.prod(features)))
 
-    def init_flat(rng, shape, dtype=jnp.float32):
-      del shape
-      # Initialise in the structured shape so fan-in/fan-out are the real ones.
-      return jnp.reshape(self.kernel_init(rng, kernel_shape, dtype,), flat_shape)
-
-    kernel = param_with_axes("kernel", init_flat, flat_shape, jnp.float32,
+    # As in t5x the kernel is initialised and stored in its 2-D shape, so fan-in
+    # is prod(input dims) (E for q/k/v, H*D for the output projection).
+    kernel = param_with_axes("kernel", self.kernel_init, flat_shape, jnp.float32,
                              axes=self.kernel_axes)
     kernel = jnp.asarray(kernel, self.dtype).reshape(kernel_shape)
     contract = (axis, tuple(range(len(axis))))
