@@ -51,14 +51,28 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
   Raises:
     ValueError: naming the file or binding gin could not parse.
   """
-  for path in list(gin_search_paths) + [GIN_DIR, os.getcwd()]:
-    if path and os.path.isdir(path):
-      gin.add_config_file_search_path(path)
+  search_paths = [p for p in list(gin_search_paths) + [os.getcwd(), GIN_DIR]
+                  if p and os.path.isdir(p)]
+  for path in search_paths:
+    gin.add_config_file_search_path(path)
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(defaults) + list(gin_bindings),
+    files = [resolve_gin_file(f, search_paths) for f in gin_files]
+    gin.parse_config_files_and_bindings(files, list(defaults) + list(gin_bindings),
                                         finalize_config=finalize)
-  except (ValueError, KeyError, SyntaxError, IOError, gin.config.ParseError) as e:
+  except (ValueError, KeyError, SyntaxError, IOError, TypeError, NameError, ImportError,
+          AttributeError) as e:
     raise ValueError(f"Bad gin configuration: {e}") from None
+
+
+def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
+  """Absolute path of gin file `name`: as given, else under the first search path holding it."""
+  if os.path.isabs(name) or os.path.exists(name):
+    return os.path.abspath(name)
+  for path in search_paths:
+    candidate = os.path.join(path, name)
+    if os.path.exists(candidate):
+      return candidate
+  raise IOError(f"gin file {name!r} not found (searched {', '.join(search_paths)})")
 
 
 def gin_files_for(names: Sequence[str]) -> List[str]:
