@@ -1,0 +1,377 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+r"""`make bench`: cost of every task-conditioning method against vanilla T5 and against HF.
+
+One run, one machine, all ratios against baselines measured in the same run:
+  * train-step time of every method / vanilla T5 (median of >= 10 steps after compile);
+  * our vanilla train step vs Hugging Face `transformers` T5 (PyTorch, CPU, same threads)
+    full fine-tuning, and HF + PEFT prefix tuning vs our Prefix-Tuning;
+  * achieved FLOP/s of our train step (XLA cost analysis) / measured f32 matmul peak;
+  * greedy decode tokens/s: vanilla, HyperPrompt-Global (hypernetworks), exported prompts, HF generate;
+  * peak memory of the train step (XLA memory analysis) and parameter counts per method.
+
+Writes bench/results.md, bench/results.json and bench/results.png.
+
+  python -m bench.run                 # T5.1.1-small shapes (d 512, 8+8 layers, 6x64 heads, ff 1024)
+  python -m bench.run --quick         # tiny shapes, to check the harness
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hyperprompt_jax import models
+from hyperprompt_jax import network
+from hyperprompt_jax import params as params_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclasses.dataclass
+class Shapes:
+  vocab: int = 32128
+  emb: int = 512
+  layers: int = 8
+  heads: int = 6
+  head_dim: int = 64
+  mlp: int = 1024
+  batch: int = 8
+  input_len: int = 128
+  target_len: int = 32
+  num_tasks: int = 8
+  steps: int = 10
+
+
+QUICK = Shapes(vocab=512, emb=64, layers=2, heads=4, head_dim=16, mlp=128, batch=4,
+               input_len=32, target_len=8, steps=10)
+
+# Method name -> T5Config overrides. Baselines appear when the network supports them.
+HYPERPROMPT = dict(prompt_length=16, prompt_bottleneck_dim=32, task_embed_dim=32,
+                   layer_task_dim=32, task_hidden_dim=64)
+
+
+def methods() -> Dict[str, Dict[str, Any]]:
+  out = {"vanilla": dict(hyperprompt_variant="none")}
+  for v in ("share", "sep", "global"):
+    out[f"hyperprompt_{v}"] = dict(hyperprompt_variant=v, **HYPERPROMPT)
+  fields = {f.name for f in dataclasses.fields(network.T5Config)}
+  if "conditioning" in fields:
+    for name in ("prefix_tuning", "prompt_tuning", "adapters", "hyperformer"):
+      out[name] = dict(conditioning=name, hyperprompt_variant="none")
+  return out
+
+
+def make_config(shapes: Shapes, **overrides) -> network.T5Config:
+  kwargs = dict(vocab_size=shapes.vocab, dtype=jnp.float32, emb_dim=shapes.emb,
+                num_heads=shapes.heads, num_encoder_layers=shapes.layers,
+                num_decoder_layers=shapes.layers, head_dim=shapes.head_dim, mlp_dim=shapes.mlp,
+                mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+                logits_via_embedding=False, num_tasks=shapes.num_tasks,
+                task_sentinel_id=shapes.vocab - 29)  # <extra_id_0> of T5's 32100-id vocabulary
+  kwargs.update(overrides)
+  return network.T5Config(**kwargs)
+
+
+def make_batch(shapes: Shapes, cfg: network.T5Config, seed: int = 0) -> Dict[str, jax.Array]:
+  rng = np.random.RandomState(seed)
+  b, le, ld = shapes.batch, shapes.input_len, shapes.target_len
+  enc = rng.randint(3, cfg.task_sentinel_id - cfg.num_tasks, size=(b, le))
+  enc[:, 0] = cfg.task_sentinel_id - np.arange(b) % cfg.num_tasks  # a mixed-task batch
+  dec = rng.randint(3, cfg.task_sentinel_id - cfg.num_tasks, size=(b, ld))
+  return {
+      "encoder_input_tokens": jnp.asarray(enc, jnp.int32),
+      "decoder_target_tokens": jnp.asarray(dec, jnp.int32),
+      "decoder_input_tokens": jnp.asarray(
+          np.concatenate([np.zeros((b, 1), int), dec[:, :-1]], 1), jnp.int32),
+      "decoder_loss_weights": jnp.ones((b, ld), jnp.float32),
+  }
+
+
+def timed(fn: Callable[[], Any], steps: int) -> List[float]:
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def bench_train_step(cfg: network.T5Config, shapes: Shapes) -> Dict[str, Any]:
+  """Median train-step seconds, XLA FLOPs and memory of forward+backward+Adafactor."""
+  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
+  batch = make_batch(shapes, cfg)
+  params = model.get_initial_variables(jax.random.PRNGKey(0), {
+      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  opt = optax.adafactor(1e-3)
+  state = opt.init(params)
+
+  def step(params, state, batch):
+    (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, None)
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, loss
+
+  compile_start = time.perf_counter()
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, batch).compile()
+  compile_s = time.perf_counter() - compile_start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  mem = compiled.memory_analysis()
+  carry = {"params": params, "state": state}
+
+  def run():
+    carry["params"], carry["state"], loss = compiled(carry["params"], carry["state"], batch)
+    return loss
+
+  run()  # warm-up
+  times = timed(run, shapes.steps)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(carry["params"]))
+  peak = None
+  if mem is not None:
+    peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+               - mem.alias_size_in_bytes)
+  return {"step_s": statistics.median(times), "compile_s": compile_s,
+          "flops": float(cost.get("flops", float("nan"))), "peak_bytes": peak,
+          "params": n_params}
+
+
+def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
+  """Measured f32 matmul FLOP/s on this machine (best of `steps`)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  mm = jax.jit(jnp.matmul)
+  jax.block_until_ready(mm(a, b))
+  return 2 * n ** 3 / min(timed(lambda: mm(a, b), steps))
+
+
+def bench_decode(cfg: network.T5Config, shapes: Shapes, params=None, repeats: int = 3
+                 ) -> Dict[str, Any]:
+  """Greedy decode tokens/s (batch x target_len tokens per call, cached decoding)."""
+  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
+  batch = make_batch(shapes, cfg)
+  if params is None:
+    params = model.get_initial_variables(jax.random.PRNGKey(0), {
+        "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+        "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  # The decode loop is a fixed-length scan, so every method decodes the same number of steps.
+  predict = jax.jit(lambda p, b: model.predict_batch_with_aux(p, b)[0])
+  jax.block_until_ready(predict(params, batch))
+  t = statistics.median(timed(lambda: predict(params, batch), repeats))
+  return {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
+
+
+def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
+  """HF transformers T5 (v1.1 layout) train step, PEFT prefix tuning, and greedy generate."""
+  try:
+    import torch
+    import transformers
+  except ImportError as e:  # pragma: no cover - bench extras missing
+    return {"error": f"transformers/torch not installed: {e}"}
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  hf_cfg = transformers.T5Config(
+      vocab_size=shapes.vocab, d_model=shapes.emb, d_kv=shapes.head_dim, d_ff=shapes.mlp,
+      num_layers=shapes.layers, num_decoder_layers=shapes.layers, num_heads=shapes.heads,
+      feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  rng = np.random.RandomState(0)
+  inputs = torch.tensor(rng.randint(3, shapes.vocab - 100, size=(shapes.batch, shapes.input_len)))
+  labels = torch.tensor(rng.randint(3, shapes.vocab - 100, size=(shapes.batch, shapes.target_len)))
+  out: Dict[str, Any] = {"transformers": transformers.__version__, "torch": torch.__version__}
+
+  def train_time(model) -> float:
+    opt = transformers.optimization.Adafactor(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-3, relative_step=False,
+        scale_parameter=False, warmup_init=False)
+    model.train()
+
+    def step():
+      opt.zero_grad(set_to_none=True)
+      loss = model(input_ids=inputs, labels=labels).loss
+      loss.backward()
+      opt.step()
+
+    step()
+    times = []
+    for _ in range(shapes.steps):
+      start = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+  model = transformers.T5ForConditionalGeneration(hf_cfg)
+  out["train_step_s"] = train_time(model)
+  model.eval()
+  with torch.no_grad():
+    gen = lambda: model.generate(input_ids=inputs, max_new_tokens=shapes.target_len,
+                                 min_new_tokens=shapes.target_len, do_sample=False, num_beams=1)
+    gen()
+    times = []
+    for _ in range(3):
+      start = time.perf_counter()
+      gen()
+      times.append(time.perf_counter() - start)
+  out["generate_tokens_per_s"] = shapes.batch * shapes.target_len / statistics.median(times)
+  try:
+    import peft
+    prefix_model = peft.get_peft_model(
+        transformers.T5ForConditionalGeneration(hf_cfg),
+        peft.PrefixTuningConfig(task_type=peft.TaskType.SEQ_2_SEQ_LM,
+                                num_virtual_tokens=HYPERPROMPT["prompt_length"]))
+    out["peft_prefix_train_step_s"] = train_time(prefix_model)
+  except Exception as e:  # PEFT API drift must not sink the whole benchmark.
+    out["peft_error"] = f"{type(e).__name__}: {e}"
+  return out
+
+
+def write_chart(results: Dict[str, Any], path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(results["methods"])
+  ratios = [results["methods"][n]["train_ratio_vs_vanilla"] for n in names]
+  fig, ax = plt.subplots(figsize=(8, 4))
+  ax.bar(names, ratios, color=["grey"] + ["C0"] * (len(names) - 1))
+  ax.axhline(1.0, color="k", lw=0.8)
+  ax.set_ylabel("train step time / vanilla T5")
+  ax.set_title("Train-step cost of task conditioning (same run, same shapes)")
+  plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def render_markdown(results: Dict[str, Any], command: str) -> str:
+  s = results["shapes"]
+  lines = [
+      "# Benchmark results", "",
+      f"Command: `{command}`  ",
+      f"Machine: {results['machine']}  ",
+      f"Shapes: d_model {s['emb']}, {s['layers']}+{s['layers']} layers, {s['heads']} heads x "
+      f"{s['head_dim']}, d_ff {s['mlp']}, vocab {s['vocab']}; batch {s['batch']}, "
+      f"{s['input_len']} input / {s['target_len']} target tokens; f32; {results['threads']} "
+      f"threads; median of {s['steps']} steps after compile.", "",
+      "## Train step per method", "",
+      "| method | step (s) | / vanilla | params | added % | peak memory (MiB) | GFLOP/step | "
+      "FLOP/s / matmul peak |", "|---|---|---|---|---|---|---|---|"]
+  for name, r in results["methods"].items():
+    mem = f"{r['peak_bytes'] / 2**20:.0f}" if r.get("peak_bytes") else "n/a"
+    lines.append(
+        f"| {name} | {r['step_s']:.3f} | {r['train_ratio_vs_vanilla']:.3f} | {r['params']:,} | "
+        f"{r['added_pct']:.3f} | {mem} | {r['flops'] / 1e9:.1f} | {r['mfu']:.2f} |")
+  lines += ["", f"Measured f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s.", ""]
+  hf = results.get("hf", {})
+  lines += ["## Against Hugging Face transformers (PyTorch, CPU, same threads)", ""]
+  if "train_step_s" in hf:
+    lines.append("| comparison | ours (s) | theirs (s) | ours / theirs |")
+    lines.append("|---|---|---|---|")
+    ours = results["methods"]["vanilla"]["step_s"]
+    lines.append(f"| full fine-tuning train step | {ours:.3f} | {hf['train_step_s']:.3f} | "
+                 f"{ours / hf['train_step_s']:.3f} |")
+    if "peft_prefix_train_step_s" in hf and "prefix_tuning" in results["methods"]:
+      ours_p = results["methods"]["prefix_tuning"]["step_s"]
+      lines.append(f"| prefix tuning train step (PEFT) | {ours_p:.3f} | "
+                   f"{hf['peft_prefix_train_step_s']:.3f} | "
+                   f"{ours_p / hf['peft_prefix_train_step_s']:.3f} |")
+    if "peft_prefix_train_step_s" in hf:
+      g = results["methods"]["hyperprompt_global"]["step_s"]
+      lines.append(f"| HyperPrompt-Global vs PEFT prefix tuning | {g:.3f} | "
+                   f"{hf['peft_prefix_train_step_s']:.3f} | "
+                   f"{g / hf['peft_prefix_train_step_s']:.3f} |")
+    if "peft_error" in hf:
+      lines.append(f"\nPEFT prefix tuning could not run: {hf['peft_error']}")
+    lines.append(f"\ntransformers {hf['transformers']}, torch {hf['torch']}.")
+  else:
+    lines.append(f"not measured: {hf.get('error')}")
+  lines += ["", "## Greedy decoding", "", "| model | tokens/s | / vanilla |", "|---|---|---|"]
+  van = results["decode"]["vanilla"]["tokens_per_s"]
+  for name, r in results["decode"].items():
+    lines.append(f"| {name} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / van:.3f} |")
+  if "generate_tokens_per_s" in hf:
+    lines.append(f"| HF generate (greedy) | {hf['generate_tokens_per_s']:.1f} | "
+                 f"{hf['generate_tokens_per_s'] / van:.3f} |")
+  lines.append("")
+  lines.append("Decode time ratios (time per token / vanilla): " + ", ".join(
+      f"{n} {van / r['tokens_per_s']:.3f}" for n, r in results["decode"].items()))
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: List[str]) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true", help="tiny shapes (harness check)")
+  parser.add_argument("--out_dir", default=HERE)
+  parser.add_argument("--steps", type=int, default=None)
+  parser.add_argument("--skip_hf", action="store_true")
+  args = parser.parse_args(argv)
+  shapes = dataclasses.replace(QUICK if args.quick else Shapes())
+  if args.steps:
+    shapes.steps = args.steps
+  threads = os.cpu_count() or 1
+  results: Dict[str, Any] = {
+      "shapes": dataclasses.asdict(shapes), "threads": threads,
+      "machine": f"{platform.machine()} {platform.processor() or ''} {threads} CPU threads, "
+                 f"jax {jax.__version__} on {jax.default_backend()}".strip(),
+      "methods": {}, "decode": {}}
+  results["matmul_peak_gflops"] = matmul_peak_flops() / 1e9
+  print(f"f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s", flush=True)
+  vanilla_params = None
+  for name, overrides in methods().items():
+    cfg = make_config(shapes, **overrides)
+    r = bench_train_step(cfg, shapes)
+    base, added = params_lib.count(cfg)
+    r["added_pct"] = 100.0 * added / base
+    if vanilla_params is None:
+      vanilla_params = r
+    r["train_ratio_vs_vanilla"] = r["step_s"] / vanilla_params["step_s"]
+    r["mfu"] = r["flops"] / r["step_s"] / (results["matmul_peak_gflops"] * 1e9)
+    results["methods"][name] = r
+    print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}  "
+          f"compile {r['compile_s']:.1f}s", flush=True)
+  # Decoding: vanilla, HyperPrompt-Global with hypernetworks, and exported prompts.
+  van_cfg = make_config(shapes, hyperprompt_variant="none")
+  results["decode"]["vanilla"] = bench_decode(van_cfg, shapes)
+  glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
+  results["decode"]["hyperprompt_global"] = bench_decode(glob_cfg, shapes)
+  try:
+    from hyperprompt_jax import export
+    model = models.EncoderDecoderModel(network.Transformer(config=glob_cfg))
+    batch = make_batch(shapes, glob_cfg)
+    gparams = model.get_initial_variables(jax.random.PRNGKey(0), {
+        "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+        "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+    exp_cfg, exp_params = export.export_prompts(glob_cfg, gparams)
+    results["decode"]["exported_prompts"] = bench_decode(exp_cfg, shapes, params=exp_params)
+  except ImportError:
+    pass
+  for name, r in results["decode"].items():
+    print(f"decode {name:20s} {r['tokens_per_s']:.1f} tokens/s", flush=True)
+  if not args.skip_hf:
+    results["hf"] = hf_bench(shapes, threads)
+    print(f"HF: {results['hf']}", flush=True)
+  command = "make bench" if not args.quick else "python -m bench.run --quick"
+  os.makedirs(args.out_dir, exist_ok=True)
+  with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(args.out_dir, "results.md"), "w") as f:
+    f.write(render_markdown(results, command))
+  write_chart(results, os.path.join(args.out_dir, "results.png"))
+  print(f"wrote {args.out_dir}/results.md, results.json, results.png")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
