@@ -11,6 +11,7 @@ _CORE = [
     "gin-config>=0.5.0",
     "tensorflow-cpu>=2.16",
     "tensorflow-datasets>=4.9",
+    "tensorboard>=2.16",  # clu metric_writers (TensorBoard summaries)
     "sentencepiece",
     "scikit-learn",
     "scipy",
