@@ -51,3 +51,50 @@ def forward(module, params, batch, **kwargs):
   return module.apply({"params": params}, batch["encoder_input_tokens"],
                       batch["decoder_input_tokens"], batch["decoder_target_tokens"],
                       enable_dropout=False, **kwargs)
+
+
+# Tiny Hugging Face T5s (transformers on the CPU), for checkpoint import/export tests.
+HF_VOCAB = 100
+HF_STYLES = {
+    # T5.1.0: ReLU MLP, logits from the tied embedding scaled by d_model**-0.5.
+    "t5_1_0": dict(d_kv=8, num_heads=4, d_ff=64, feed_forward_proj="relu",
+                   tie_word_embeddings=True, layer_norm_epsilon=1e-6),
+    # T5.1.1 / Flan: gated GELU, separate lm_head, d_kv * num_heads (24) != d_model (32).
+    "t5_1_1": dict(d_kv=6, num_heads=4, d_ff=48, feed_forward_proj="gated-gelu",
+                   tie_word_embeddings=False, layer_norm_epsilon=1e-5),
+}
+
+
+def hf_t5(folder, style, *, seed=0, torch_bin=False, **overrides):
+  """Saves a random `T5ForConditionalGeneration` of `style` in `folder`; returns it (eval mode).
+
+  Layer norms and relative-position biases are randomised too (HF initialises
+  them to constants), so a mix-up of those parameters changes the outputs.
+  `torch_bin=True` writes `pytorch_model.bin` (torch.save of the state dict)
+  instead of `save_pretrained`'s safetensors.
+  """
+  import os
+  import torch
+  import transformers
+  torch.manual_seed(seed)
+  kwargs = dict(vocab_size=HF_VOCAB, d_model=32, num_layers=2, num_decoder_layers=2,
+                relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  kwargs.update(HF_STYLES[style])
+  kwargs.update(overrides)
+  model = transformers.T5ForConditionalGeneration(transformers.T5Config(**kwargs)).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "layer_norm" in name:
+        p.copy_(1.0 + 0.2 * torch.randn_like(p))
+      elif "relative_attention_bias" in name:
+        p.copy_(0.5 * torch.randn_like(p))
+    if not kwargs["tie_word_embeddings"]:
+      model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.2)
+  if torch_bin:
+    os.makedirs(folder, exist_ok=True)
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
+  else:
+    model.save_pretrained(folder)
+  return model
