@@ -6,7 +6,11 @@
 `examples/t5/network.py` (`__call__`, `encode`, `decode`, the `cache`
 collection) and its T5.1.1 parameter tree, so `t5x.models.EncoderDecoderModel`
 drives it unchanged and a t5x checkpoint's `target` tree restores into it. With
-`hyperprompt_variant='none'` it is exactly vanilla T5.
+`hyperprompt_variant='none'` it is exactly vanilla T5. `T5Config.conditioning`
+selects the task-conditioning method (HyperPrompt or a baseline); every method
+plugs into one of three seams of this one network (conditioning/__init__.py):
+the key/value prefix of self-attention, a residual adapter after a sub-layer,
+or soft-prompt rows in front of the encoder input.
 
 The task of each example is read from the leading sentinel of
 `encoder_input_tokens` (see `task_ids.py`). With packed inputs the task of a
@@ -16,7 +20,7 @@ row is the task of its first segment, so multi-task training uses `pack=False`
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +29,17 @@ from flax import struct
 
 from hyperprompt_jax import layers
 from hyperprompt_jax import task_ids as task_ids_lib
+from hyperprompt_jax import conditioning as conditioning_lib
+from hyperprompt_jax.conditioning import adapters as adapters_lib
+from hyperprompt_jax.conditioning import hyperformer as hyperformer_lib
 from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
+from hyperprompt_jax.conditioning import prefix_tuning as prefix_tuning_lib
+from hyperprompt_jax.conditioning import prompt_tuning as prompt_tuning_lib
 
 Array = jax.Array
 Prefixes = Optional[Tuple[Array, Array]]  # 2 x [B, M_stack, l, H, D]
+# {block: {weight name: [B, M_stack, ...]}} for the residual-adapter seam.
+AdapterWeights = Optional[Mapping[str, Mapping[str, Array]]]
 
 
 @struct.dataclass
@@ -49,6 +60,26 @@ class T5Config:
     prompt_init_stddev: stddev of the global prompts P (1.0: the generated
       prompts start on the scale of the projected keys and values).
     task_embed_init_stddev: stddev of the task and layer embeddings.
+
+  Task conditioning, one gin switch (conditioning/__init__.py):
+    conditioning: 'hyperprompt' (uses hyperprompt_variant; 'none' = vanilla T5),
+      'none' (vanilla), 'prefix_tuning', 'prompt_tuning', 'adapters', 'hyperformer'.
+    prefix_length, prefix_placement: Prefix-Tuning's l and prefixed stacks
+      ('encoder', 'decoder', 'both'; self-attention only).
+    prefix_reparam: Prefix-Tuning's MLP reparametrisation (False: the prefixes
+      are parameters, the form `export.export_prompts` produces).
+    prefix_reparam_hidden_dim: hidden width of that MLP.
+    soft_prompt_length: Prompt-Tuning's l (rows in front of the encoder input).
+    adapter_bottleneck_dim: b of Adapters and HyperFormer++.
+    adapter_activation: adapter non-linearity (a flax.linen name; 'gelu' is
+      the tanh approximation, HyperFormer's 'gelu_new').
+    adapter_blocks: sub-layers followed by an adapter: 'attention'
+      (self-attention) and/or 'mlp'.
+    adapter_init_stddev: stddev of adapter kernels and of HyperFormer++'s
+      dense layers and generators.
+    HyperFormer++ reuses task_embed_dim (t'), task_hidden_dim and
+    layer_task_dim (t); prompt_init_stddev also initialises Prefix-Tuning's
+    prefixes and Prompt-Tuning's prompts.
   """
   vocab_size: int
   # Activation dtype (parameters are always float32).
@@ -79,10 +110,22 @@ class T5Config:
   hyperprompt_use_bias: bool = True
   prompt_init_stddev: float = 1.0
   task_embed_init_stddev: float = 1.0
+  # Task-conditioning method and the baselines' fields.
+  conditioning: str = "hyperprompt"
+  prefix_length: int = 16
+  prefix_placement: str = "both"
+  prefix_reparam: bool = True
+  prefix_reparam_hidden_dim: int = 512
+  soft_prompt_length: int = 16
+  adapter_bottleneck_dim: int = 32
+  adapter_activation: str = "gelu"
+  adapter_blocks: Sequence[str] = ("attention", "mlp")
+  adapter_init_stddev: float = 1e-2
 
 
 def validate_config(config: T5Config) -> None:
   """Raises ValueError naming the first inconsistent field of `config`."""
+  conditioning_lib.validate_config(config)
   if config.hyperprompt_variant not in hyperprompt_lib.VARIANTS:
     raise ValueError(f"T5Config.hyperprompt_variant must be one of "
                      f"{hyperprompt_lib.VARIANTS}, got {config.hyperprompt_variant!r}.")
@@ -96,12 +139,20 @@ def validate_config(config: T5Config) -> None:
     if getattr(config, name) < 1:
       raise ValueError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
   lowest = config.task_sentinel_id - (config.num_tasks - 1)
-  if config.hyperprompt_variant != "none" and not (
+  if conditioning_lib.active_method(config) != "none" and not (
       0 < lowest and config.task_sentinel_id < config.vocab_size):
     raise ValueError(
         f"task sentinels {lowest}..{config.task_sentinel_id} (task_sentinel_id="
         f"{config.task_sentinel_id}, num_tasks={config.num_tasks}) must lie inside the "
         f"vocabulary of size {config.vocab_size}.")
+
+
+def _adapt(cfg: T5Config, x: Array, adapter: AdapterWeights, block: str) -> Array:
+  """Residual-adapter seam: `x + adapter(x)` when the method gives weights for `block`."""
+  if adapter is None or block not in adapter:
+    return x
+  return adapters_lib.apply_adapter(x, adapter[block], activation=cfg.adapter_activation,
+                                    epsilon=cfg.layer_norm_epsilon)
 
 
 class EncoderLayer(nn.Module):
@@ -110,7 +161,7 @@ class EncoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, encoder_mask=None, encoder_bias=None, deterministic=False,
-               prefix: Prefixes = None):
+               prefix: Prefixes = None, adapter: AdapterWeights = None):
     cfg = self.config
     x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="pre_attention_layer_norm")(inputs)
@@ -120,6 +171,7 @@ class EncoderLayer(nn.Module):
         dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
         name="attention")(x, x, encoder_mask, encoder_bias, key_prefix=key_prefix,
                           value_prefix=value_prefix, deterministic=deterministic)
+    x = _adapt(cfg, x, adapter, "attention")
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x + inputs
     y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
@@ -127,6 +179,7 @@ class EncoderLayer(nn.Module):
     y = layers.MlpBlock(intermediate_dim=cfg.mlp_dim, activations=cfg.mlp_activations,
                         intermediate_dropout_rate=cfg.dropout_rate, dtype=cfg.dtype,
                         name="mlp")(y, deterministic=deterministic)
+    y = _adapt(cfg, y, adapter, "mlp")
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     return y + x
 
@@ -138,7 +191,7 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, inputs, encoded, decoder_mask=None, encoder_decoder_mask=None,
                decoder_bias=None, deterministic=False, decode=False,
-               prefix: Prefixes = None):
+               prefix: Prefixes = None, adapter: AdapterWeights = None):
     cfg = self.config
     x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="pre_self_attention_layer_norm")(inputs)
@@ -149,6 +202,7 @@ class DecoderLayer(nn.Module):
         name="self_attention")(x, x, decoder_mask, decoder_bias, key_prefix=key_prefix,
                                value_prefix=value_prefix, deterministic=deterministic,
                                decode=decode)
+    x = _adapt(cfg, x, adapter, "attention")
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x + inputs
     y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
@@ -165,6 +219,7 @@ class DecoderLayer(nn.Module):
     z = layers.MlpBlock(intermediate_dim=cfg.mlp_dim, activations=cfg.mlp_activations,
                         intermediate_dropout_rate=cfg.dropout_rate, dtype=cfg.dtype,
                         name="mlp")(z, deterministic=deterministic)
+    z = _adapt(cfg, z, adapter, "mlp")
     z = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(z, deterministic=deterministic)
     return z + y
 
@@ -182,21 +237,29 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, encoder_input_tokens, encoder_mask=None, deterministic=False,
-               prefixes: Prefixes = None):
+               prefixes: Prefixes = None, adapters: AdapterWeights = None,
+               input_prompt: Optional[Array] = None):
+    """`input_prompt [B, l, E]` (or None) is prepended to the token embeddings."""
     cfg = self.config
     assert encoder_input_tokens.ndim == 2  # [batch, length]
     length = encoder_input_tokens.shape[-1]
+    if input_prompt is not None:
+      length += input_prompt.shape[1]
     rel_emb = layers.RelativePositionBiases(
         num_buckets=cfg.relative_attention_num_buckets,
         max_distance=cfg.relative_attention_max_distance, num_heads=cfg.num_heads,
         dtype=cfg.dtype, name="relpos_bias")
     encoder_bias = rel_emb(length, length, True)
     x = self.shared_embedding(encoder_input_tokens.astype("int32"))
+    if input_prompt is not None:
+      # Input-embedding seam: soft prompt rows in front of the token embeddings.
+      x = jnp.concatenate([input_prompt.astype(x.dtype), x], axis=1)
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x.astype(cfg.dtype)
     for lyr in range(cfg.num_encoder_layers):
       x = EncoderLayer(config=cfg, name=f"layers_{lyr}")(
-          x, encoder_mask, encoder_bias, deterministic, prefix=_layer_prefix(prefixes, lyr))
+          x, encoder_mask, encoder_bias, deterministic, prefix=_layer_prefix(prefixes, lyr),
+          adapter=adapters_lib.layer_weights(adapters, lyr))
     x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="encoder_norm")(x)
     return nn.Dropout(rate=cfg.dropout_rate)(x, deterministic=deterministic)
@@ -210,7 +273,8 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, encoded, decoder_input_tokens, decoder_positions=None,
                decoder_mask=None, encoder_decoder_mask=None, deterministic=False,
-               decode=False, max_decode_length=None, prefixes: Prefixes = None):
+               decode=False, max_decode_length=None, prefixes: Prefixes = None,
+               adapters: AdapterWeights = None):
     cfg = self.config
     del decoder_positions  # Relative attention needs no absolute positions.
     assert decoder_input_tokens.ndim == 2  # [batch, len]
@@ -230,7 +294,7 @@ class Decoder(nn.Module):
       y = DecoderLayer(config=cfg, name=f"layers_{lyr}")(
           y, encoded, decoder_mask=decoder_mask, encoder_decoder_mask=encoder_decoder_mask,
           decoder_bias=decoder_bias, deterministic=deterministic, decode=decode,
-          prefix=_layer_prefix(prefixes, lyr))
+          prefix=_layer_prefix(prefixes, lyr), adapter=adapters_lib.layer_weights(adapters, lyr))
     y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="decoder_norm")(y)
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
@@ -245,7 +309,11 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-  """T5 encoder-decoder with optional HyperPrompt task conditioning (t5x contract)."""
+  """T5 encoder-decoder with optional task conditioning (t5x contract).
+
+  The conditioning module of `config.conditioning` is a submodule named after
+  the method (its parameters live under that top-level name).
+  """
   config: T5Config
 
   def setup(self):
@@ -257,8 +325,17 @@ class Transformer(nn.Module):
         one_hot=True, name="token_embedder")
     self.encoder = Encoder(config=cfg, shared_embedding=self.shared_embedding)
     self.decoder = Decoder(config=cfg, shared_embedding=self.shared_embedding)
-    if cfg.hyperprompt_variant != "none":
+    method = conditioning_lib.active_method(cfg)
+    if method == "hyperprompt":
       self.hyperprompt = hyperprompt_lib.HyperPrompt(config=cfg)
+    elif method == "prefix_tuning":
+      self.prefix_tuning = prefix_tuning_lib.PrefixTuning(config=cfg)
+    elif method == "prompt_tuning":
+      self.prompt_tuning = prompt_tuning_lib.PromptTuning(config=cfg)
+    elif method == "adapters":
+      self.adapters = adapters_lib.Adapters(config=cfg)
+    elif method == "hyperformer":
+      self.hyperformer = hyperformer_lib.HyperFormer(config=cfg)
 
   def task_ids(self, encoder_input_tokens: Array) -> Array:
     """Per-example task indices `[B]` read from `encoder_input_tokens [B, L]`."""
@@ -266,24 +343,57 @@ class Transformer(nn.Module):
     return task_ids_lib.tokens_to_task_ids(
         encoder_input_tokens, task_sentinel_id=cfg.task_sentinel_id, num_tasks=cfg.num_tasks)
 
-  def _prefixes(self, encoder_input_tokens: Array, stack: str) -> Prefixes:
-    if self.config.hyperprompt_variant == "none":
+  def _conditioner(self, seam: str) -> Optional[nn.Module]:
+    """The active method's module if it uses `seam` ('prefix', 'adapter', 'input')."""
+    method = conditioning_lib.active_method(self.config)
+    if conditioning_lib.SEAMS.get(method) != seam:
       return None
-    return self.hyperprompt(self.task_ids(encoder_input_tokens), stack)
+    return getattr(self, method)
+
+  def _prefixes(self, encoder_input_tokens: Array, stack: str) -> Prefixes:
+    module = self._conditioner("prefix")
+    if module is None:
+      return None
+    return module(self.task_ids(encoder_input_tokens), stack)
+
+  def _adapters(self, encoder_input_tokens: Array, stack: str) -> AdapterWeights:
+    module = self._conditioner("adapter")
+    if module is None:
+      return None
+    return module(self.task_ids(encoder_input_tokens), stack)
+
+  def _input_prompt(self, encoder_input_tokens: Array) -> Optional[Array]:
+    module = self._conditioner("input")
+    if module is None:
+      return None
+    return module(self.task_ids(encoder_input_tokens))
+
+  def _encoder_valid(self, encoder_input_tokens: Array, encoder_segment_ids=None) -> Array:
+    """Which encoded rows are real, `[B, Le]` (`[B, l + Le]` with soft prompts)."""
+    valid = encoder_input_tokens > 0
+    if self._conditioner("input") is None:
+      return valid
+    if encoder_segment_ids is not None:
+      raise ValueError(
+          "conditioning='prompt_tuning' does not support packed inputs (segment ids were "
+          "passed): each row gets one task's soft prompt; use pack=False.")
+    return prompt_tuning_lib.extend_valid(valid, self.config.soft_prompt_length)
 
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout=True):
     """Encodes `[B, Le]` tokens into `[B, Le, E]`."""
     cfg = self.config
     assert encoder_input_tokens.ndim == 2, "Expected `encoder_input_tokens` [batch, length]."
-    encoder_mask = layers.make_attention_mask(encoder_input_tokens > 0,
-                                              encoder_input_tokens > 0, dtype=cfg.dtype)
+    valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids)
+    encoder_mask = layers.make_attention_mask(valid, valid, dtype=cfg.dtype)
     if encoder_segment_ids is not None:
       encoder_mask = layers.combine_masks(
           encoder_mask,
           layers.make_attention_mask(encoder_segment_ids, encoder_segment_ids, jnp.equal,
                                      dtype=cfg.dtype))
     return self.encoder(encoder_input_tokens, encoder_mask, deterministic=not enable_dropout,
-                        prefixes=self._prefixes(encoder_input_tokens, "encoder"))
+                        prefixes=self._prefixes(encoder_input_tokens, "encoder"),
+                        adapters=self._adapters(encoder_input_tokens, "encoder"),
+                        input_prompt=self._input_prompt(encoder_input_tokens))
 
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
              decoder_target_tokens, encoder_segment_ids=None, decoder_segment_ids=None,
@@ -295,17 +405,18 @@ class Transformer(nn.Module):
     runs one cached step (`decoder_input_tokens [B, 1]`).
     """
     cfg = self.config
+    encoder_valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids)
     if decode:
       # Step-by-step decoding: the cache provides causality; no padding mask.
       decoder_mask = None
       encoder_decoder_mask = layers.make_attention_mask(
-          jnp.ones_like(decoder_target_tokens), encoder_input_tokens > 0, dtype=cfg.dtype)
+          jnp.ones_like(decoder_target_tokens), encoder_valid, dtype=cfg.dtype)
     else:
       decoder_mask = layers.make_decoder_mask(
           decoder_target_tokens=decoder_target_tokens, dtype=cfg.dtype,
           decoder_segment_ids=decoder_segment_ids)
       encoder_decoder_mask = layers.make_attention_mask(
-          decoder_target_tokens > 0, encoder_input_tokens > 0, dtype=cfg.dtype)
+          decoder_target_tokens > 0, encoder_valid, dtype=cfg.dtype)
     if encoder_segment_ids is not None:
       if decode:
         raise ValueError("During decoding, packing should not be used but "
@@ -319,7 +430,8 @@ class Transformer(nn.Module):
         decoder_positions=decoder_positions, decoder_mask=decoder_mask,
         encoder_decoder_mask=encoder_decoder_mask, deterministic=not enable_dropout,
         decode=decode, max_decode_length=max_decode_length,
-        prefixes=self._prefixes(encoder_input_tokens, "decoder"))
+        prefixes=self._prefixes(encoder_input_tokens, "decoder"),
+        adapters=self._adapters(encoder_input_tokens, "decoder"))
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
                encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None,

@@ -31,7 +31,8 @@ VARIANTS = ("share", "sep", "global")
 # Tasks of the joint GLUE + SuperGLUE training blend used for the report's default.
 DEFAULT_NUM_TASKS = 16
 # Top-level parameter collections that belong to task conditioning.
-CONDITIONING_PREFIXES = ("hyperprompt",)
+CONDITIONING_PREFIXES = ("hyperprompt", "prefix_tuning", "prompt_tuning", "adapters",
+                         "hyperformer")
 
 
 @gin.configurable(module="hyperprompt_jax.params")

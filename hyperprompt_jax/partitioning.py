@@ -15,6 +15,9 @@ small) and each with an Adafactor factor rule:
 | prompt_bottleneck  | hypernetwork bottleneck b     | None      | column           |
 | task_embed         | task / layer embeddings t', t | None      | batch            |
 | task_mlp           | hidden width of h_t           | None      | none             |
+| prefix_mlp         | Prefix-Tuning MLP hidden      | None      | column           |
+| adapter_bottleneck | adapter bottleneck b          | None      | column           |
+| adapter_blocks     | HyperFormer++ block types     | None      | batch            |
 
 `layers` (stacked per-layer hypernetworks) already has t5x rules (None / batch).
 With t5x installed, pass `CONDITIONING_AXIS_RULES` as `additional_rules` of
@@ -35,6 +38,9 @@ CONDITIONING_AXIS_RULES: LogicalAxisRules = (
     ("prompt_bottleneck", None),
     ("task_embed", None),
     ("task_mlp", None),
+    ("prefix_mlp", None),
+    ("adapter_bottleneck", None),
+    ("adapter_blocks", None),
 )
 
 # Adafactor factorisation of every logical axis ('row', 'column', 'batch', 'none'),
@@ -57,6 +63,9 @@ FACTOR_RULES = {
     "prompt_bottleneck": "column",
     "task_embed": "batch",
     "task_mlp": "none",
+    "prefix_mlp": "column",
+    "adapter_bottleneck": "column",
+    "adapter_blocks": "batch",
 }
 
 
