@@ -23,18 +23,20 @@ depends on `T`, `M'` and `l` (it is for a served subset of tasks; for all 16
 GLUE+SuperGLUE tasks of T5.1.1-small with l=16, HyperPrompt-Global's generator
 is the smaller of the two, and export saves compute rather than memory).
 
-Command line (reads a checkpoint in any layout `t5x_checkpoints.load_params`
-accepts, writes an Orbax checkpoint plus a gin file for the exported model):
+Command line: reads a checkpoint in any layout `t5x_checkpoints` reads (the
+launcher's `MODEL_DIR/checkpoint_<step>`, a t5x checkpoint), with the model's
+T5Config from `--gin_file`s or from the `model_config.json` saved with it, and
+writes `OUTPUT_DIR/checkpoint_0` (t5x Orbax layout), `OUTPUT_DIR/model_config.json`
+and `OUTPUT_DIR/exported_prompts.gin` (bindings to include after the size gin):
 
-  python -m hyperprompt_jax.export \
+  python -m hyperprompt_jax.export --checkpoint=MODEL_DIR/checkpoint_10000 \
     --gin_file=models/t5_1_1/small.gin --gin_file=conditioning/hyperprompt_global.gin \
-    --gin.NUM_TASKS=16 --checkpoint=MODEL_DIR/checkpoint_10000 --output_dir=/tmp/exported
+    --gin.NUM_TASKS=16 --output_dir=/tmp/exported
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -178,20 +180,20 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m hyperprompt_jax.export", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--checkpoint", required=True,
+                      help="trained checkpoint: MODEL_DIR (latest step), "
+                           "MODEL_DIR/checkpoint_<step>, or any layout t5x_checkpoints reads")
+  parser.add_argument("--output_dir", required=True,
+                      help="new (or empty) folder for the exported checkpoint, its "
+                           "model_config.json and a gin file")
   parser.add_argument("--gin_file", action="append", default=[],
-                      help="gin files of the trained model (size + conditioning)")
+                      help="gin files of the trained model (size + conditioning); default: "
+                           "the T5Config saved with the checkpoint (model_config.json)")
   parser.add_argument("--gin_bindings", action="append", default=[])
   parser.add_argument("--gin_search_paths", action="append", default=[])
-  parser.add_argument("--checkpoint", required=True,
-                      help="trained checkpoint (MODEL_DIR, MODEL_DIR/checkpoint_<step>, "
-                           "or anything t5x_checkpoints.load_params reads)")
-  parser.add_argument("--output_dir", required=True,
-                      help="new folder for the exported Orbax checkpoint and gin file")
   parser.add_argument("--tasks", default=None,
                       help="contiguous task indices to keep, e.g. '3,4' (default: all)")
   args = parser.parse_args(gin_utils.rewrite_gin_args(argv))
-  if not args.gin_file:
-    parser.error("give --gin_file for the model size and its conditioning method")
   # Imported here: the parameter report pulls in gin/seqio, checkpoints pull in orbax.
   from hyperprompt_jax import params as params_lib  # pylint: disable=g-import-not-at-top
   from hyperprompt_jax import t5x_checkpoints  # pylint: disable=g-import-not-at-top
@@ -201,10 +203,17 @@ def main(argv: Sequence[str]) -> int:
       raise ValueError(f"--output_dir {output_dir} exists and is not empty; "
                        "choose a new folder (nothing is overwritten).")
     tasks = None if args.tasks is None else [int(t) for t in args.tasks.split(",")]
-    config = params_lib.config_from_gin(args.gin_file, args.gin_bindings,
-                                        args.gin_search_paths)
-    exported_config(config, tasks)  # fail on a bad config before reading the checkpoint
-    params = t5x_checkpoints.load_params(args.checkpoint)
+    reader = t5x_checkpoints.open_checkpoint(args.checkpoint)
+    if args.gin_file:
+      config = params_lib.config_from_gin(args.gin_file, args.gin_bindings,
+                                          args.gin_search_paths)
+    elif reader.config is not None:
+      config = reader.config
+    else:
+      raise ValueError(f"{args.checkpoint} has no saved T5Config "
+                       f"({t5x_checkpoints.CONFIG_FILENAME}); give the model's --gin_file.")
+    exported_config(config, tasks)  # a bad config fails before the checkpoint is read
+    params = t5x_checkpoints.unflatten(reader.read())
     new_config, new_params = export_prompts(config, params, tasks)
   except (ValueError, IOError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -212,8 +221,8 @@ def main(argv: Sequence[str]) -> int:
   os.makedirs(output_dir, exist_ok=True)
   location = t5x_checkpoints.save_orbax_checkpoint(
       output_dir, jax.tree_util.tree_map(np.asarray, new_params))
-  with open(os.path.join(output_dir, t5x_checkpoints.CONFIG_FILENAME), "w") as f:
-    json.dump(t5x_checkpoints.config_to_dict(new_config), f, indent=2)
+  config_path = os.path.join(output_dir, t5x_checkpoints.CONFIG_FILENAME)
+  t5x_checkpoints.write_config(config_path, new_config)
   with open(os.path.join(output_dir, GIN_FILENAME), "w") as f:
     f.write(gin_bindings(new_config))
   name = _source(config)[0]
@@ -222,8 +231,7 @@ def main(argv: Sequence[str]) -> int:
         f"{new_config.prefix_length} prompt rows to {location}")
   print(f"  {name} parameters dropped: {count_params(_unwrap(params)[name]):,}; "
         f"exported prompt values: {count_params(new_params[EXPORTED_METHOD]):,}")
-  print(f"  config: {os.path.join(output_dir, t5x_checkpoints.CONFIG_FILENAME)}, "
-        f"gin: {os.path.join(output_dir, GIN_FILENAME)}")
+  print(f"  config: {config_path}; gin: {os.path.join(output_dir, GIN_FILENAME)}")
   return 0
 
 

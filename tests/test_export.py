@@ -155,3 +155,42 @@ def test_export_rejects_what_it_cannot_export():
   # The variables dict ({'params': ...}) is accepted too.
   new_cfg, _ = export.export_prompts(cfg, {"params": params})
   assert new_cfg.conditioning == "prefix_tuning"
+
+
+def test_command_line_exports_a_checkpoint(tmp_path, capsys):
+  from hyperprompt_jax import params as params_lib
+  from hyperprompt_jax import t5x_checkpoints
+  cfg = _config("sep", "both")
+  module, params = lib.random_model(cfg)
+  model_dir = str(tmp_path / "model")
+  t5x_checkpoints.save_orbax_checkpoint(model_dir, params, step=7)
+  t5x_checkpoints.write_config(os.path.join(model_dir, t5x_checkpoints.CONFIG_FILENAME), cfg)
+  out = tmp_path / "exported"
+  assert export.main([f"--checkpoint={model_dir}", f"--output_dir={out}"]) == 0
+  assert "hyperprompt parameters dropped" in capsys.readouterr().out
+  new_cfg = t5x_checkpoints.read_config(str(out / t5x_checkpoints.CONFIG_FILENAME))
+  assert t5x_checkpoints.config_to_dict(new_cfg) == t5x_checkpoints.config_to_dict(
+      export.exported_config(cfg))
+  new_params = t5x_checkpoints.load_params(str(out))
+  batch = helpers.mixed_batch()
+  np.testing.assert_allclose(
+      lib.forward_fn(network.Transformer(config=new_cfg))(new_params, batch),
+      lib.forward_fn(module)(params, batch), atol=1e-5, rtol=0)
+  # The gin file turns a model-size gin config into the exported model.
+  from_gin = params_lib.config_from_gin(
+      ["models/t5_1_1/tiny.gin", str(out / export.GIN_FILENAME)],
+      ["network.T5Config.vocab_size = 64"])
+  for field in ("conditioning", "hyperprompt_variant", "prefix_length", "prefix_placement",
+                "prefix_reparam", "num_tasks", "task_sentinel_id"):
+    assert getattr(from_gin, field) == getattr(new_cfg, field), field
+  # A second export into the same folder is refused; nothing there is touched.
+  before = sorted(p.name for p in out.iterdir())
+  assert export.main([f"--checkpoint={model_dir}", f"--output_dir={out}"]) == 2
+  assert "not empty" in capsys.readouterr().err
+  assert sorted(p.name for p in out.iterdir()) == before
+  # A vanilla model has nothing to export: one clear error, no output folder.
+  assert export.main([f"--checkpoint={model_dir}", f"--output_dir={tmp_path / 'none'}",
+                      "--gin_file=models/t5_1_1/tiny.gin", "--gin_file=conditioning/vanilla.gin"
+                      ]) == 2
+  assert "export_prompts needs" in capsys.readouterr().err
+  assert not (tmp_path / "none").exists()
