@@ -344,6 +344,12 @@ class CheckpointReader:
 def _orbax_reader(state_dir: str) -> CheckpointReader:
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from etils import epath  # pylint: disable=g-import-not-at-top
+  entries = os.listdir(state_dir)
+  if (any(e.startswith("ocdbt.process_") for e in entries)
+      and "manifest.ocdbt" not in entries):
+    # Checked here: orbax would start every array read and fail on each one.
+    raise CheckpointError(f"the Orbax checkpoint {state_dir} has OCDBT data but no "
+                          "manifest.ocdbt (incomplete copy or unfinished save?)")
   handler = ocp.PyTreeCheckpointHandler()
   try:
     metadata = handler.metadata(epath.Path(state_dir))
