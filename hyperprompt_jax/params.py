@@ -113,7 +113,8 @@ def main(argv: Sequence[str]) -> int:
     return 2
   base, added = count(cfg)
   print("| model | base params | added params | added % |\n|---|---|---|---|")
-  print(format_row(f"{cfg.hyperprompt_variant} (T={cfg.num_tasks})", base, added))
+  method = cfg.conditioning if cfg.conditioning != "hyperprompt" else cfg.hyperprompt_variant
+  print(format_row(f"{method} (T={cfg.num_tasks})", base, added))
   return 0
 
 
