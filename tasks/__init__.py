@@ -21,7 +21,8 @@ from hyperprompt_tasks import mixtures
 from hyperprompt_tasks import offline
 from hyperprompt_tasks import super_glue
 from hyperprompt_tasks import vocabularies
-from hyperprompt_tasks.registry import (MixtureInfo, TaskSpec, get_mixture_or_task, get_spec,
+from hyperprompt_tasks.registry import (MixtureInfo, TaskSpec, ensure_indexed_task,
+                                        get_mixture_or_task, get_spec,
                                         get_vocabulary, indexed_task_name, mixture_info,
                                         num_tasks, rate_num_examples, register_mixture,
                                         register_task, task_binding, task_table)

@@ -127,12 +127,19 @@ def text_preprocessor(dataset: tf.data.Dataset,
                      num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def rule_of(name: str) -> Optional[str]:
+  """The rule of an offline task name (any prefix, index suffix allowed), else None."""
+  if name in ALL_RULES:
+    return name
+  base = name.split(registry.INDEX_SUFFIX)[0]
+  return next((r for r in ALL_RULES if base.endswith(task_name(r))), None)
+
+
 def chance_accuracy(rule_or_task: str) -> float:
   """Accuracy (x100) of always giving the most frequent target, over all inputs."""
-  rule = rule_or_task
-  for r in ALL_RULES:
-    if rule_or_task.endswith(task_name(r)):
-      rule = r
+  rule = rule_of(rule_or_task)
+  if rule is None:
+    raise ValueError(f"{rule_or_task!r} is not an offline task or rule ({sorted(ALL_RULES)})")
   fn, _ = ALL_RULES[rule]
   counts = collections.Counter(fn("".join(p)) for p in itertools.product(ALPHABET, repeat=LENGTH))
   return 100.0 * max(counts.values()) / len(ALPHABET) ** LENGTH

@@ -259,3 +259,17 @@ def test_offline_splits_are_deterministic_disjoint_and_balanced_as_documented():
     labels = offline.split_labels(rule, "validation")
     # The validation split's majority share is close to the exact chance level.
     assert 100 * np.bincount(labels).max() / len(labels) == pytest.approx(chance, abs=5)
+
+
+def test_describe_command_prints_table_rates_and_chance(capsys):
+  from hyperprompt_tasks import __main__ as cli  # pylint: disable=import-outside-toplevel
+  assert cli.main(["prog", "hyperprompt_offline_v1_new_task", "glue_v002_proportional"]) == 0
+  out = capsys.readouterr().out.splitlines()
+  assert out[0] == "hyperprompt_offline_v1_new_task: num_tasks=7, vocabulary=ByteVocabulary"
+  assert "   6 <extra_id_6>  offline_last_first_v1  rate 1  chance 6.25" in out
+  assert "   5 <extra_id_5>  glue_mnli_matched_v002  rate 0" in out
+  assert cli.main(["prog", "glue_rte_v02"]) == 2
+  assert "closest registered names: glue_rte_v002" in capsys.readouterr().err
+  assert offline.rule_of(ht.indexed_task_name(PREFIX + "offline_count_a_v1", 2)) == "count_a"
+  with pytest.raises(ValueError, match="not an offline task"):
+    offline.chance_accuracy("glue_rte_v002")
