@@ -1,0 +1,157 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""The command line shared by `train`, `eval` and `infer`, with t5x's flags.
+
+  --gin_file=F (repeatable)       gin files, looked up in --gin_search_paths and gin/
+  --gin_bindings='X = V'          (repeatable) extra bindings
+  --gin.X=V                       shorthand for --gin_bindings='X = V' (strings need \\"..\\")
+  --gin_search_paths=a,b          directories to look up gin files (and their includes)
+  --tfds_data_dir=D               TFDS data directory override (seqio)
+  --seqio_additional_cache_dirs   more directories with cached seqio tasks
+  --coordinator_address, --process_count, --process_index   multi-host (jax.distributed)
+
+Configuration mistakes (bad gin, unknown names, inconsistent settings) end the
+command with one `error:` line on stderr and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import gin
+
+from hyperprompt_jax import gin_utils
+from hyperprompt_jax import partitioning
+
+EXIT_CONFIG_ERROR = 2
+_REGISTERED: Dict[int, Callable[..., Any]] = {}
+
+
+class ConfigurationError(ValueError):
+  """A run cannot start as configured (reported as one line by the commands)."""
+
+
+class CheckFailed(RuntimeError):
+  """A run finished but missed a required result (exit status 1, one line)."""
+
+
+def one_line(message: str) -> str:
+  """A gin / validation message folded onto one line (config dumps dropped)."""
+  message = str(message).split(" in config string:")[0]
+  parts = [p.strip() for p in message.splitlines() if p.strip() and p.strip() != "^"]
+  return " | ".join(parts)
+
+
+@contextlib.contextmanager
+def configuration_errors():
+  """Turns ValueError / KeyError / TypeError / OSError raised inside into ConfigurationError."""
+  try:
+    yield
+  except ConfigurationError:
+    raise
+  except (ValueError, KeyError, TypeError, OSError) as e:
+    text = e.args[0] if isinstance(e, KeyError) and e.args else e
+    raise ConfigurationError(one_line(str(text))) from e
+
+
+def parse_args(argv: Sequence[str], description: str = "") -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--gin_file", action="append", default=[])
+  parser.add_argument("--gin_bindings", action="append", default=[])
+  parser.add_argument("--gin_search_paths", action="append", default=[])
+  parser.add_argument("--tfds_data_dir", default=None)
+  parser.add_argument("--seqio_additional_cache_dirs", action="append", default=[])
+  parser.add_argument("--coordinator_address", default=None)
+  parser.add_argument("--process_count", type=int, default=None)
+  parser.add_argument("--process_index", type=int, default=None)
+  args, unknown = parser.parse_known_args(gin_utils.rewrite_gin_args(list(argv)))
+  if unknown:
+    raise ConfigurationError(f"unknown command-line argument(s) {unknown}; use "
+                             "--gin_file, --gin_bindings or --gin.NAME=VALUE.")
+  args.gin_search_paths = [p for item in args.gin_search_paths for p in item.split(",") if p]
+  args.seqio_additional_cache_dirs = [
+      p for item in args.seqio_additional_cache_dirs for p in item.split(",") if p]
+  return args
+
+
+def configurable_entry_point(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """`fn` registered with gin under `__main__.<name>` (t5x's `train_script.train`).
+
+  Run as `python -m hyperprompt_jax.train`, the function already lives in
+  `__main__`; called in-process (tests, notebooks) it is placed there so that
+  gin files importing `__main__ as train_script` resolve it.
+  """
+  main_module = sys.modules["__main__"]
+  if getattr(main_module, fn.__name__, None) is not fn:
+    setattr(main_module, fn.__name__, fn)
+  if id(fn) not in _REGISTERED:
+    _REGISTERED[id(fn)] = gin.configurable(fn.__name__, module="__main__")(fn)
+  return _REGISTERED[id(fn)]
+
+
+def setup(args: argparse.Namespace) -> None:
+  """Process-level set-up before gin: TF without GPUs, multi-host jax, seqio paths."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except (RuntimeError, ValueError):
+    pass
+  with configuration_errors():
+    partitioning.initialize_distributed(args.coordinator_address, args.process_count,
+                                        args.process_index)
+  import seqio  # pylint: disable=g-import-not-at-top
+  if args.tfds_data_dir:
+    seqio.set_tfds_data_dir_override(args.tfds_data_dir)
+  if args.seqio_additional_cache_dirs:
+    seqio.add_global_cache_dirs(args.seqio_additional_cache_dirs)
+
+
+def run(entry_point: Callable[..., Any], argv: Sequence[str], description: str = "") -> Any:
+  """Parses flags and gin, then calls the gin-configured `entry_point()`.
+
+  Raises ConfigurationError for configuration mistakes (see `main`).
+  """
+  args = parse_args(argv, description)
+  setup(args)
+  configured = configurable_entry_point(entry_point)
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigurationError(one_line(str(e))) from e
+  logging.info("gin configuration:\n%s", gin.config_str())
+  try:
+    return configured()
+  except ValueError as e:
+    if "gin" in str(e) or "macro" in str(e) or "bindings" in str(e):
+      raise ConfigurationError(one_line(str(e))) from e
+    raise
+  except RuntimeError as e:
+    if "Required bindings" in str(e) or "gin.REQUIRED" in str(e):
+      raise ConfigurationError(one_line(str(e))) from e
+    raise
+
+
+def main(entry_point: Callable[..., Any], argv: Optional[List[str]] = None,
+         description: str = "") -> int:
+  """Command-line entry: exit status 0, or 2 with one `error:` line for bad configuration."""
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  argv = sys.argv[1:] if argv is None else argv
+  try:
+    run(entry_point, argv, description)
+  except ConfigurationError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG_ERROR
+  except CheckFailed as e:
+    print(f"FAILED: {e}", file=sys.stderr)
+    return 1
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.effects_barrier()
+  return 0

@@ -1,0 +1,185 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""optax optimizers for the launcher: Adafactor (T5's default), AdamW, schedules, freezing.
+
+`create_optimizer(...)` returns an `OptimizerDef`: the optax transformation and
+its learning-rate schedule (for logging). Gin binds it as the model's
+`optimizer_def` (`gin/optimizers/*.gin`), as t5x binds `OPTIMIZER`.
+
+Freezing follows prompt-tuning's `MultiOptimizer`: a parameter is trained iff
+one of the `trainable` regexes `re.fullmatch`es its `/`-joined path
+(`encoder/layers_0/attention/query/kernel`, `hyperprompt/task_embedding`);
+all other parameters get a zero update and no optimizer state
+(`optax.multi_transform` with `optax.set_to_zero`). Presets:
+
+| trainable          | trains                                                          |
+|--------------------|-----------------------------------------------------------------|
+| 'all'              | every parameter                                                 |
+| 'conditioning'     | the task-conditioning modules (`hyperprompt/...`, baselines)    |
+| 'task_embeddings'  | only the task embeddings (`.../task_embedding`)                 |
+| [regex, ...]       | the parameters the regexes select                               |
+
+Gradient clipping (by global norm) sees only the trainable gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+import flax
+import jax.numpy as jnp
+import optax
+
+from hyperprompt_jax import conditioning
+
+Schedule = Callable[[Any], Any]
+
+TRAINABLE_PRESETS = {
+    "all": (".*",),
+    "conditioning": tuple(rf"{prefix}/.*" for prefix in conditioning.PARAM_PREFIXES),
+    "task_embeddings": (r"(.*/)?task_embedding",),
+}
+TRAINABLE, FROZEN = "trainable", "frozen"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerDef:
+  """What the trainer needs: the transformation, its schedule, the trainable regexes."""
+  tx: optax.GradientTransformation
+  learning_rate_fn: Schedule
+  trainable_patterns: Tuple[str, ...] = (".*",)
+
+
+def resolve_trainable(trainable: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+  """Regexes of a preset name or a list of regexes (each must compile)."""
+  if isinstance(trainable, str):
+    if trainable in TRAINABLE_PRESETS:
+      return TRAINABLE_PRESETS[trainable]
+    raise ValueError(f"unknown trainable preset {trainable!r}; use one of "
+                     f"{sorted(TRAINABLE_PRESETS)} or a list of parameter-path regexes.")
+  patterns = tuple(trainable)
+  if not patterns:
+    raise ValueError("trainable regex list is empty: nothing would be trained.")
+  for pattern in patterns:
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ValueError(f"trainable regex {pattern!r} does not compile: {e}") from None
+  return patterns
+
+
+def is_trainable(path: str, patterns: Sequence[str]) -> bool:
+  return any(re.fullmatch(p, path) for p in patterns)
+
+
+def param_labels(params: Any, patterns: Sequence[str]) -> Any:
+  """Tree of 'trainable' / 'frozen' labels, same structure as `params`."""
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
+  labels = {k: TRAINABLE if is_trainable(k, patterns) else FROZEN for k in flat}
+  if TRAINABLE not in labels.values():
+    raise ValueError(f"the trainable regexes {list(patterns)} match no parameter; "
+                     f"parameters look like {sorted(flat)[:3]}.")
+  out = flax.traverse_util.unflatten_dict(labels, sep="/")
+  return flax.core.freeze(out) if isinstance(params, flax.core.FrozenDict) else out
+
+
+def learning_rate_schedule(base_learning_rate: float = 1e-3, warmup_steps: int = 0,
+                           decay: str = "constant", decay_steps: Optional[int] = None,
+                           end_learning_rate: float = 0.0,
+                           warmup_init_value: float = 0.0) -> Schedule:
+  """Linear warm-up to `base_learning_rate`, then a decay, from optax schedules.
+
+  Args:
+    base_learning_rate: peak learning rate.
+    warmup_steps: linear warm-up from `warmup_init_value` (0: none).
+    decay: 'constant'; 'linear' or 'cosine' to `end_learning_rate` over
+      `decay_steps`; 'rsqrt' (T5's inverse square root: constant for
+      `decay_steps` steps, then `base * sqrt(decay_steps / s)`, s counted
+      after the warm-up; t5x's 'constant * rsqrt_decay').
+    decay_steps: length of the linear/cosine decay, or the rsqrt plateau.
+    end_learning_rate: final value of the linear/cosine decay.
+    warmup_init_value: learning rate at step 0 of the warm-up.
+  """
+  if base_learning_rate <= 0:
+    raise ValueError(f"base_learning_rate must be > 0, got {base_learning_rate}.")
+  if warmup_steps < 0:
+    raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
+  if decay == "constant":
+    after = optax.constant_schedule(base_learning_rate)
+  elif decay in ("linear", "cosine"):
+    if not decay_steps or decay_steps < 1:
+      raise ValueError(f"decay={decay!r} needs decay_steps >= 1, got {decay_steps}.")
+    if decay == "linear":
+      after = optax.linear_schedule(base_learning_rate, end_learning_rate, decay_steps)
+    else:
+      after = optax.cosine_decay_schedule(base_learning_rate, decay_steps,
+                                          alpha=end_learning_rate / base_learning_rate)
+  elif decay == "rsqrt":
+    if not decay_steps or decay_steps < 1:
+      raise ValueError(f"decay='rsqrt' needs decay_steps >= 1 (the plateau), got "
+                       f"{decay_steps}.")
+    plateau = float(decay_steps)
+    after = lambda step: base_learning_rate * jnp.sqrt(
+        plateau / jnp.maximum(jnp.asarray(step, jnp.float32), plateau))
+  else:
+    raise ValueError(f"unknown decay {decay!r}; use 'constant', 'linear', 'cosine' or "
+                     "'rsqrt'.")
+  if not warmup_steps:
+    return after
+  warmup = optax.linear_schedule(warmup_init_value, base_learning_rate, warmup_steps)
+  return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+def adafactor(learning_rate: Union[float, Schedule], decay_rate: float = 0.8,
+              clipping_threshold: Optional[float] = 1.0,
+              multiply_by_parameter_scale: bool = True, min_dim_size_to_factor: int = 128,
+              momentum: Optional[float] = None, weight_decay_rate: Optional[float] = None,
+              eps: float = 1e-30, factored: bool = True) -> optax.GradientTransformation:
+  """optax Adafactor with T5's defaults (those of t5x's `adafactor.Adafactor`)."""
+  return optax.adafactor(learning_rate=learning_rate, decay_rate=decay_rate,
+                         clipping_threshold=clipping_threshold,
+                         multiply_by_parameter_scale=multiply_by_parameter_scale,
+                         min_dim_size_to_factor=min_dim_size_to_factor, momentum=momentum,
+                         weight_decay_rate=weight_decay_rate, eps=eps, factored=factored)
+
+
+def adamw(learning_rate: Union[float, Schedule], b1: float = 0.9, b2: float = 0.999,
+          eps: float = 1e-8, weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """optax AdamW (decoupled weight decay)."""
+  return optax.adamw(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
+                     weight_decay=weight_decay)
+
+
+def create_optimizer(base_optimizer: Callable[..., optax.GradientTransformation] = adafactor,
+                     learning_rate: Union[float, Schedule, None] = None,
+                     grad_clip_norm: Optional[float] = None,
+                     trainable: Union[str, Sequence[str]] = "all") -> OptimizerDef:
+  """The launcher's optimizer: `base_optimizer(learning_rate=...)`, clipping, freezing.
+
+  Args:
+    base_optimizer: `adafactor`, `adamw` or any `learning_rate -> optax` callable.
+    learning_rate: a float, an optax schedule, or None for `learning_rate_schedule()`
+      (gin-configurable).
+    grad_clip_norm: clip the trainable gradients to this global norm (None: no
+      clipping).
+    trainable: a `TRAINABLE_PRESETS` name or a list of parameter-path regexes.
+  """
+  if learning_rate is None:
+    learning_rate = learning_rate_schedule()
+  schedule = learning_rate if callable(learning_rate) else optax.constant_schedule(
+      float(learning_rate))
+  patterns = resolve_trainable(trainable)
+  parts = []
+  if grad_clip_norm is not None:
+    if grad_clip_norm <= 0:
+      raise ValueError(f"grad_clip_norm must be > 0, got {grad_clip_norm}.")
+    parts.append(optax.clip_by_global_norm(grad_clip_norm))
+  parts.append(base_optimizer(learning_rate=schedule))
+  tx = optax.chain(*parts) if len(parts) > 1 else parts[0]
+  if patterns != TRAINABLE_PRESETS["all"]:
+    tx = optax.multi_transform({TRAINABLE: tx, FROZEN: optax.set_to_zero()},
+                               functools.partial(param_labels, patterns=patterns))
+  return OptimizerDef(tx=tx, learning_rate_fn=schedule, trainable_patterns=patterns)

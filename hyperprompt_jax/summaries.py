@@ -1,0 +1,138 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""What a run shows: TensorBoard summaries, terminal progress, a metrics history and its plot.
+
+* TensorBoard: clu `metric_writers` under `MODEL_DIR/train/` and
+  `MODEL_DIR/train_eval/` (seqio writes `MODEL_DIR/inference_eval/`).
+* Terminal: one line per log period with step, loss, steps/s, tokens/s, ETA.
+* `MODEL_DIR/metrics_history.json`: train loss and per-task eval scores by
+  step (survives restarts), plotted to `MODEL_DIR/metrics.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Mapping, Optional, TextIO
+
+import jax
+import tensorflow as tf
+from clu import metric_writers
+
+HISTORY_FILENAME = "metrics_history.json"
+PLOT_FILENAME = "metrics.png"
+
+
+def create_writer(model_dir: str, name: str) -> metric_writers.MetricWriter:
+  """TensorBoard writer of `MODEL_DIR/<name>` (logging only on hosts other than 0)."""
+  return metric_writers.create_default_writer(
+      os.path.join(model_dir, name), just_logging=jax.process_index() > 0,
+      asynchronous=False)
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+  """Terminal progress: step, loss, steps/s, tokens/s and ETA since the last report."""
+
+  def __init__(self, total_steps: int, start_step: int, stream: Optional[TextIO] = None):
+    self.total_steps = total_steps
+    self._stream = stream or sys.stdout
+    self._last_time = time.time()
+    self._last_step = start_step
+    self._tokens = 0
+    self._enabled = jax.process_index() == 0
+
+  def add_tokens(self, count: int) -> None:
+    self._tokens += count
+
+  def report(self, step: int, metrics: Mapping[str, float]) -> Dict[str, float]:
+    """Prints one line; returns the throughput numbers (for the summaries)."""
+    now = time.time()
+    elapsed = max(now - self._last_time, 1e-9)
+    steps = step - self._last_step
+    rates = {"steps_per_sec": steps / elapsed, "tokens_per_sec": self._tokens / elapsed}
+    remaining = (self.total_steps - step) / rates["steps_per_sec"] if steps else 0.0
+    self._last_time, self._last_step, self._tokens = now, step, 0
+    if self._enabled:
+      extra = "".join(f"  {k} {metrics[k]:.3g}" for k in ("accuracy", "learning_rate")
+                      if k in metrics)
+      print(f"step {step:>6d}/{self.total_steps}  loss {metrics.get('loss_per_token', 0.0):.4f}"
+            f"{extra}  {rates['steps_per_sec']:.2f} steps/s  "
+            f"{rates['tokens_per_sec']:.0f} tokens/s  ETA {_format_duration(remaining)}",
+            file=self._stream, flush=True)
+    return rates
+
+
+class MetricsHistory:
+  """Train loss and eval scores by step, in `MODEL_DIR/metrics_history.json`."""
+
+  def __init__(self, model_dir: str):
+    self.model_dir = model_dir
+    self.path = os.path.join(model_dir, HISTORY_FILENAME)
+    self.data: Dict[str, Any] = {"train": [], "eval": {}}
+    if tf.io.gfile.exists(self.path):
+      with tf.io.gfile.GFile(self.path) as f:
+        self.data = json.load(f)
+
+  def truncate(self, step: int) -> None:
+    """Drops entries after `step` (a restart from an earlier checkpoint redoes them)."""
+    self.data["train"] = [e for e in self.data["train"] if e[0] <= step]
+    for task, entries in self.data["eval"].items():
+      self.data["eval"][task] = [e for e in entries if e[0] <= step]
+
+  def add_train(self, step: int, loss: float) -> None:
+    self.data["train"].append([int(step), float(loss)])
+
+  def add_eval(self, step: int, scores: Mapping[str, float]) -> None:
+    for task, score in scores.items():
+      self.data["eval"].setdefault(task, []).append([int(step), float(score)])
+
+  def save(self) -> None:
+    if jax.process_index() != 0:
+      return
+    tf.io.gfile.makedirs(self.model_dir)
+    with tf.io.gfile.GFile(self.path + ".tmp", "w") as f:
+      json.dump(self.data, f)
+    tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)
+
+  def plot(self, path: Optional[str] = None, title: str = "") -> Optional[str]:
+    """Writes the loss and per-task score curves as a PNG; returns its path."""
+    if jax.process_index() != 0:
+      return None
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+    path = path or os.path.join(self.model_dir, PLOT_FILENAME)
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.5))
+    train: List[List[float]] = self.data["train"]
+    if train:
+      ax_loss.plot([e[0] for e in train], [e[1] for e in train], color="C0")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("train loss per token")
+    ax_loss.set_title("training loss")
+    ax_loss.grid(alpha=0.3)
+    for i, (task, entries) in enumerate(sorted(self.data["eval"].items())):
+      style = dict(color="black", linewidth=2.5) if task == "average" else dict(color=f"C{i}")
+      ax_eval.plot([e[0] for e in entries], [e[1] for e in entries], marker="o",
+                   markersize=3, label=task, **style)
+    ax_eval.set_xlabel("step")
+    ax_eval.set_ylabel("score (mean of the task's metrics)")
+    ax_eval.set_title("per-task evaluation")
+    ax_eval.grid(alpha=0.3)
+    if self.data["eval"]:
+      ax_eval.legend(fontsize=7, loc="lower right")
+    if title:
+      fig.suptitle(title)
+    fig.tight_layout()
+    with tf.io.gfile.GFile(path, "wb") as f:
+      fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,84 @@
+"""Optimizers: freezing by regex, schedules, clipping over trainable gradients only."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import launcher_testlib as tl
+from hyperprompt_jax import optimizers
+from hyperprompt_jax import trainer as trainer_lib
+
+
+def _changed_after_one_step(trainable, base_optimizer=optimizers.adafactor):
+  model = tl.tiny_model(trainable=trainable, base_optimizer=base_optimizer)
+  partitioner = tl.partitioner((1, 1))
+  trainer = trainer_lib.Trainer(model, model.optimizer_def, partitioner,
+                                trainer_lib.batch_shapes(tl.BATCH, {"inputs": tl.LE, "targets": tl.LD}))
+  state = trainer.init_state(jax.random.PRNGKey(0))
+  before = jax.device_get(state.params)
+  state, _ = trainer.train_step(state, partitioner.shard_batch(tl.random_batches(1)[0], tl.BATCH))
+  return trainer_lib.params_changed(before, jax.device_get(state.params)), state
+
+
+@pytest.mark.parametrize("trainable,expected", [
+    ("conditioning", r"hyperprompt/.*"),
+    ("task_embeddings", r"hyperprompt/task_embedding"),
+    ([r"decoder/layers_1/.*", r"token_embedder/.*"], r"(decoder/layers_1/.*|token_embedder/.*)"),
+])
+def test_freezing_changes_exactly_the_selected_parameters(trainable, expected):
+  changed, state = _changed_after_one_step(trainable)
+  selected = {k for k in changed if re.fullmatch(expected, k)}
+  assert selected  # the regex selects something
+  assert {k for k, c in changed.items() if c} == selected
+  # Frozen parameters carry no optimizer state (memory stays with the trainable ones).
+  leaves = jax.tree_util.tree_leaves(state.opt_state)
+  stats = sum(x.size for x in leaves if x.ndim)
+  assert stats < sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+
+
+def test_training_all_parameters_changes_all_of_them_with_adamw():
+  changed, _ = _changed_after_one_step("all", base_optimizer=optimizers.adamw)
+  assert all(changed.values()), [k for k, c in changed.items() if not c]
+
+
+def test_trainable_errors():
+  with pytest.raises(ValueError, match="unknown trainable preset"):
+    optimizers.create_optimizer(trainable="backbone")
+  with pytest.raises(ValueError, match="does not compile"):
+    optimizers.create_optimizer(trainable=["hyperprompt/("])
+  params = {"encoder": {"kernel": jnp.ones((2, 2))}}
+  with pytest.raises(ValueError, match="match no parameter"):
+    optimizers.param_labels(params, ("hyperprompt/.*",))
+
+
+def test_schedules_from_optax():
+  warm = optimizers.learning_rate_schedule(1.0, warmup_steps=10, decay="linear",
+                                           decay_steps=20, end_learning_rate=0.0)
+  np.testing.assert_allclose([float(warm(s)) for s in (0, 5, 10, 20, 30, 40)],
+                             [0.0, 0.5, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+  cosine = optimizers.learning_rate_schedule(2.0, decay="cosine", decay_steps=100,
+                                             end_learning_rate=0.2)
+  np.testing.assert_allclose(float(cosine(50)), 0.2 + (2.0 - 0.2) * 0.5, rtol=1e-5)
+  rsqrt = optimizers.learning_rate_schedule(0.01, decay="rsqrt", decay_steps=10_000)
+  # t5x's pre-training schedule 1 / sqrt(max(step, 10_000)).
+  for step in (0, 5_000, 10_000, 40_000):
+    np.testing.assert_allclose(float(rsqrt(step)), 1 / np.sqrt(max(step, 10_000)), rtol=1e-5)
+  with pytest.raises(ValueError, match="needs decay_steps"):
+    optimizers.learning_rate_schedule(1.0, decay="linear")
+  with pytest.raises(ValueError, match="unknown decay"):
+    optimizers.learning_rate_schedule(1.0, decay="exp")
+
+
+def test_gradient_clipping_sees_only_trainable_gradients():
+  params = {"hyperprompt": {"w": jnp.zeros((2,))}, "encoder": {"w": jnp.zeros((2,))}}
+  grads = {"hyperprompt": {"w": jnp.array([3.0, 4.0])},
+           "encoder": {"w": jnp.array([300.0, 400.0])}}
+  opt = optimizers.create_optimizer(base_optimizer=lambda learning_rate: optax.sgd(
+      learning_rate), learning_rate=1.0, grad_clip_norm=1.0, trainable="conditioning")
+  updates, _ = opt.tx.update(grads, opt.tx.init(params), params)
+  # Norm 5 clipped to 1 (the frozen encoder's huge gradient does not shrink it further).
+  np.testing.assert_allclose(np.asarray(updates["hyperprompt"]["w"]), [-0.6, -0.8], rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(updates["encoder"]["w"]), [0.0, 0.0])
