@@ -45,6 +45,8 @@ import numpy as np
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax.conditioning import seams
+
 param_with_axes = nn_partitioning.param_with_axes
 
 VARIANTS = ("none", "share", "sep", "global")
@@ -256,19 +258,6 @@ class HyperPrompt(nn.Module):
       the stack is not prompted.
     """
     cfg = self.config
-    num_enc, num_dec = prompted_layers(cfg)
-    if stack == "encoder":
-      start, count = 0, num_enc
-    elif stack == "decoder":
-      start, count = num_enc, num_dec
-    else:
-      raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
-    key_all, value_all = self.all_prompts(slice(start, start + count))
-    if count == 0:
-      return None
-
-    def gather(per_stack):  # [T, M_stack, l, d]
-      out = jnp.take(per_stack, task_ids, axis=0)  # [B, M_stack, l, d]
-      return out.reshape(out.shape[:-1] + (cfg.num_heads, cfg.head_dim))
-
-    return gather(key_all), gather(value_all)
+    # All parameters are created whichever stack is asked (init may see only one).
+    key_all, value_all = self.all_prompts(seams.stack_layers(stack, *prompted_layers(cfg)))
+    return seams.gather_prefixes(key_all, value_all, task_ids, cfg.num_heads, cfg.head_dim)
