@@ -16,8 +16,14 @@ $(VENV)/.installed: setup.py
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests
 
+# A fresh small HyperPrompt-Global run on the offline mixture (CPU, a few minutes):
+# checkpoints, TensorBoard summaries, metrics.png and the per-task table in $(DEMO_DIR).
+DEMO_DIR ?= /tmp/hyperprompt_demo
 demo: install
-	$(PY) -m hyperprompt_jax.smoke
+	@if [ -e "$(DEMO_DIR)" ] && [ ! -e "$(DEMO_DIR)/task_table.json" ]; then \
+	  echo "$(DEMO_DIR) exists and is not a demo run: set DEMO_DIR=..."; exit 1; fi
+	rm -rf "$(DEMO_DIR)"
+	$(PY) -m hyperprompt_jax.train --gin_file=runs/demo.gin --gin.MODEL_DIR=\"$(DEMO_DIR)\"
 
 bench: install
 	$(PY) -m bench.run

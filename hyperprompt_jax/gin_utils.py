@@ -29,6 +29,30 @@ class _QuietSearchFilter(logging.Filter):
 logging.getLogger().addFilter(_QuietSearchFilter())
 
 
+def _guard_system_path_reader() -> None:
+  """Makes gin's Python-package file lookup answer False instead of raising.
+
+  gin also looks an `include 'a/b.gin'` up as file `b.gin` of Python package `a`;
+  when `a` is a namespace package (a folder without `__init__.py` on sys.path,
+  e.g. `tests/conditioning/` while testing) that lookup raises TypeError
+  instead of moving on to the search paths.
+  """
+  readers = getattr(gin.config, "_FILE_READERS", None)
+  if not isinstance(readers, list):
+    return
+  for i, (reader, exists) in enumerate(readers):
+    if getattr(exists, "__module__", "") == "gin.resource_reader":
+
+      def guarded(path, _exists=exists):
+        try:
+          return _exists(path)
+        except TypeError:
+          return False
+
+      guarded.__module__ = __name__
+      readers[i] = (reader, guarded)
+
+
 def rewrite_gin_args(args: Sequence[str]) -> List[str]:
   """Rewrites `--gin.KEY=VALUE` into `--gin_bindings=KEY = VALUE`."""
   out = []
@@ -55,6 +79,7 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
                   if p and os.path.isdir(p)]
   for path in search_paths:
     gin.add_config_file_search_path(path)
+  _guard_system_path_reader()
   try:
     files = [resolve_gin_file(f, search_paths) for f in gin_files]
     gin.parse_config_files_and_bindings(files, list(defaults) + list(gin_bindings),

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
 import sys
+import tokenize
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gin
@@ -40,10 +42,18 @@ class CheckFailed(RuntimeError):
   """A run finished but missed a required result (exit status 1, one line)."""
 
 
+class _QuietSeqioFilter(logging.Filter):
+  """Drops seqio's advice to cache small in-memory tasks, printed once per task."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "uncached FunctionDataset" not in str(record.msg)
+
+
 def one_line(message: str) -> str:
   """A gin / validation message folded onto one line (config dumps dropped)."""
   message = str(message).split(" in config string:")[0]
-  parts = [p.strip() for p in message.splitlines() if p.strip() and p.strip() != "^"]
+  parts = [p.strip() for p in message.splitlines() if p.strip() and p.strip() != "^"
+           and not p.strip().startswith("In call to configurable")]
   return " | ".join(parts)
 
 
@@ -59,8 +69,18 @@ def configuration_errors():
     raise ConfigurationError(one_line(str(text))) from e
 
 
+def _culprit(bindings: Sequence[str]) -> Optional[str]:
+  """The first binding Python's tokenizer cannot read (gin reports only a position)."""
+  for binding in bindings:
+    try:
+      list(tokenize.generate_tokens(io.StringIO(binding).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError) as e:
+      return f"cannot parse binding {binding!r} ({e.args[0] if e.args else e})"
+  return None
+
+
 def parse_args(argv: Sequence[str], description: str = "") -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=description)
+  parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
   parser.add_argument("--gin_file", action="append", default=[])
   parser.add_argument("--gin_bindings", action="append", default=[])
   parser.add_argument("--gin_search_paths", action="append", default=[])
@@ -119,15 +139,21 @@ def run(entry_point: Callable[..., Any], argv: Sequence[str], description: str =
   """
   args = parse_args(argv, description)
   setup(args)
-  configured = configurable_entry_point(entry_point)
-  gin.clear_config()
-  try:
-    gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ConfigurationError(one_line(str(e))) from e
+  with gin.unlock_config():  # an earlier run in this process may have locked it
+    configured = configurable_entry_point(entry_point)
+    gin.clear_config()
+    try:
+      gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+    except Exception as e:  # pylint: disable=broad-except
+      message = str(e)
+      if not message.startswith("Bad gin configuration"):
+        message = f"Bad gin configuration: {_culprit(args.gin_bindings) or message}"
+      raise ConfigurationError(one_line(message)) from e
   logging.info("gin configuration:\n%s", gin.config_str())
   try:
     return configured()
+  except ConfigurationError as e:
+    raise ConfigurationError(one_line(str(e))) from e.__cause__
   except ValueError as e:
     if "gin" in str(e) or "macro" in str(e) or "bindings" in str(e):
       raise ConfigurationError(one_line(str(e))) from e
@@ -143,6 +169,7 @@ def main(entry_point: Callable[..., Any], argv: Optional[List[str]] = None,
   """Command-line entry: exit status 0, or 2 with one `error:` line for bad configuration."""
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)
+  logging.getLogger("absl").addFilter(_QuietSeqioFilter())
   argv = sys.argv[1:] if argv is None else argv
   try:
     run(entry_point, argv, description)

@@ -75,6 +75,22 @@ def is_trainable(path: str, patterns: Sequence[str]) -> bool:
   return any(re.fullmatch(p, path) for p in patterns)
 
 
+def match_any(regexes: Union[str, Sequence[str]]) -> Callable[[str, Any], bool]:
+  """`filter_fn(path, value)` for `flax.traverse_util.ModelParamTraversal`.
+
+  For t5x's `MultiOptimizer` (gin/t5x/train_conditioning_only.gin): True when one
+  of the regexes (or a `TRAINABLE_PRESETS` name) fullmatches the parameter path,
+  whose leading '/' is ignored, so the same regexes serve both launchers.
+  """
+  compiled = [re.compile(p) for p in resolve_trainable(regexes)]
+
+  def filter_fn(path: str, unused_value: Any = None) -> bool:
+    path = path.lstrip("/")
+    return any(c.fullmatch(path) for c in compiled)
+
+  return filter_fn
+
+
 def param_labels(params: Any, patterns: Sequence[str]) -> Any:
   """Tree of 'trainable' / 'frozen' labels, same structure as `params`."""
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")

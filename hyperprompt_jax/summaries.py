@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, TextIO
@@ -49,6 +50,7 @@ class Progress:
     self._last_step = start_step
     self._tokens = 0
     self._enabled = jax.process_index() == 0
+    self._eta_start: Optional[tuple] = None  # (time, step) of the first report
 
   def add_tokens(self, count: int) -> None:
     self._tokens += count
@@ -59,7 +61,14 @@ class Progress:
     elapsed = max(now - self._last_time, 1e-9)
     steps = step - self._last_step
     rates = {"steps_per_sec": steps / elapsed, "tokens_per_sec": self._tokens / elapsed}
-    remaining = (self.total_steps - step) / rates["steps_per_sec"] if steps else 0.0
+    # ETA from the pace since the first report (compilation excluded, evaluations and
+    # checkpoints included); the first report uses its own interval.
+    if self._eta_start is None or step <= self._eta_start[1]:
+      pace = rates["steps_per_sec"]
+      self._eta_start = (now, step)
+    else:
+      pace = (step - self._eta_start[1]) / max(now - self._eta_start[0], 1e-9)
+    remaining = (self.total_steps - step) / pace if pace > 0 else 0.0
     self._last_time, self._last_step, self._tokens = now, step, 0
     if self._enabled:
       extra = "".join(f"  {k} {metrics[k]:.3g}" for k in ("accuracy", "learning_rate")
@@ -122,7 +131,7 @@ class MetricsHistory:
     for i, (task, entries) in enumerate(sorted(self.data["eval"].items())):
       style = dict(color="black", linewidth=2.5) if task == "average" else dict(color=f"C{i}")
       ax_eval.plot([e[0] for e in entries], [e[1] for e in entries], marker="o",
-                   markersize=3, label=task, **style)
+                   markersize=3, label=re.sub(r"_task_index_\d+$", "", task), **style)
     ax_eval.set_xlabel("step")
     ax_eval.set_ylabel("score (mean of the task's metrics)")
     ax_eval.set_title("per-task evaluation")

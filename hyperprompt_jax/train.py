@@ -73,6 +73,7 @@ class _Run:
   best: evaluation.BestCheckpoints
   history: summaries.MetricsHistory
   writer: Any
+  task_table: data_lib.TaskTable = ()
   iterator: Optional[data_lib.DatasetIterator] = None
   evaluator: Optional[evaluation.InferenceEvaluator] = None
   train_eval_ds: Any = None
@@ -136,8 +137,13 @@ def _build_iterator(run: _Run, feature_converter_cls) -> data_lib.DatasetIterato
   return data_lib.DatasetIterator(ds)
 
 
-def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str]) -> Any:
-  """Latest checkpoint in MODEL_DIR, else INITIAL_CHECKPOINT_PATH, else fresh parameters."""
+def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
+                           extend_tasks: bool = False) -> Any:
+  """Latest checkpoint in MODEL_DIR, else INITIAL_CHECKPOINT_PATH, else fresh parameters.
+
+  With `extend_tasks`, INITIAL_CHECKPOINT_PATH may have fewer tasks than the model
+  (`task_extension.py`: the trained tasks restored, the new ones initialised).
+  """
   latest = run.checkpoints.latest_step()
   rng = jax.random.PRNGKey(run.seed)
   if latest is not None:
@@ -149,11 +155,19 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str]) ->
     abstract_params = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), run.trainer.abstract_state.params)
     init_fn = jax.jit(lambda key: run.trainer._init_variables(key)["params"])  # pylint: disable=protected-access
-    params = checkpoints_lib.restore_initial_params(initial_checkpoint_path, abstract_params,
-                                                    rng=rng, init_fn=init_fn)
+    if extend_tasks:
+      from hyperprompt_jax import task_extension  # pylint: disable=g-import-not-at-top
+      params = task_extension.restore_extending_tasks(
+          initial_checkpoint_path, abstract_params, params_axes=run.trainer.params_axes,
+          rng=rng, init_fn=init_fn, task_table=run.task_table)
+    else:
+      params = checkpoints_lib.restore_initial_params(initial_checkpoint_path, abstract_params,
+                                                      rng=rng, init_fn=init_fn)
     step = checkpoints_lib.checkpoint_step(initial_checkpoint_path)
     print(f"Initialised from {initial_checkpoint_path} (step {step}).", flush=True)
     return run.trainer.state_from_params(params, rng, step=step)
+  if extend_tasks:
+    raise ValueError("extend_tasks=True needs INITIAL_CHECKPOINT_PATH (the trained model).")
   return run.trainer.init_state(rng)
 
 
@@ -297,7 +311,8 @@ def train(*,
           inference_evaluator_cls=seqio.Evaluator,
           run_eval_before_training: bool = False,
           chance_fn: Optional[Callable[[str], float]] = None,
-          require_above_chance: Optional[float] = None) -> TrainResult:
+          require_above_chance: Optional[float] = None,
+          extend_tasks: bool = False) -> TrainResult:
   """Trains `model` on a seqio mixture; t5x's `train` arguments (see gin/runs/).
 
   Args:
@@ -324,6 +339,8 @@ def train(*,
       evaluation tables (task names without the `_task_index_<k>` suffix).
     require_above_chance: if set (points), fail (after saving everything) unless
       every task's final score beats chance by this margin (`make demo`'s check).
+    extend_tasks: restore INITIAL_CHECKPOINT_PATH into a model with more tasks
+      (gin/runs/add_tasks.gin; see task_extension.py).
   """
   start_time = time.time()
   chance = None
@@ -332,7 +349,7 @@ def train(*,
     run = _setup(model, train_dataset_cfg, train_eval_dataset_cfg, infer_eval_dataset_cfg,
                  checkpoint_cfg, partitioner, trainer_cls, model_dir, total_steps, eval_period,
                  log_period, random_seed)
-    state = _restore_or_initialize(run, initial_checkpoint_path)
+    state = _restore_or_initialize(run, initial_checkpoint_path, extend_tasks)
     first_step = int(jax.device_get(state.step))
     if relative_steps is not None:
       total_steps = first_step + int(relative_steps)
@@ -351,7 +368,8 @@ def train(*,
     eval_metrics = _infer_eval(run, step, state.params, chance)
   progress = summaries.Progress(total_steps, step)
   pending: List[Any] = []
-  last_eval_step = step if run_eval_before_training else None
+  # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
+  last_eval_step = step if (run_eval_before_training or step >= total_steps) else None
   while step < total_steps:
     batch, tokens = _next_batch(run)
     state, metrics = run.trainer.train_step(state, batch)
@@ -372,12 +390,15 @@ def train(*,
     _train_eval(run, step, state.params)
     eval_metrics = _infer_eval(run, step, state.params, chance)
   _finish(run)
+  seconds = time.time() - start_time
+  print(f"Done: step {step} in {seconds:.0f}s; {run.model_dir} holds the checkpoints, "
+        f"TensorBoard summaries (train/, inference_eval/) and {summaries.PLOT_FILENAME}.",
+        flush=True)
   scores = evaluation.task_scores(eval_metrics) if eval_metrics else None
   if require_above_chance is not None:
     _check_above_chance(eval_metrics, chance, require_above_chance)
   return TrainResult(step=step, train_loss=(train_scalars or {}).get("loss_per_token"),
-                     eval_metrics=eval_metrics, scores=scores, state=state,
-                     seconds=time.time() - start_time)
+                     eval_metrics=eval_metrics, scores=scores, state=state, seconds=seconds)
 
 
 def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, partitioner,
@@ -389,7 +410,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   model_dir = os.path.abspath(model_dir)
   os.makedirs(model_dir, exist_ok=True)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
-  _configure_tasks(model, model_dir, cfgs)
+  table = _configure_tasks(model, model_dir, cfgs)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
   layout = partitioner.get_data_layout(train_cfg.batch_size)
   if train_cfg.task_feature_lengths is None:
@@ -406,7 +427,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   run = _Run(model=model, model_dir=model_dir, partitioner=partitioner, trainer=trainer,
              train_cfg=train_cfg, layout=layout, seed=_resolve_seed(random_seed, saved_seed),
              checkpoints=manager, best=best, history=summaries.MetricsHistory(model_dir),
-             writer=summaries.create_writer(model_dir, "train"))
+             writer=summaries.create_writer(model_dir, "train"), task_table=table)
   run.iterator = _build_iterator(run, model.FEATURE_CONVERTER_CLS)
   return run
 

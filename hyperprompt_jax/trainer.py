@@ -89,6 +89,7 @@ class Trainer:
       raise ValueError("the model's variables have no `params_axes` collection; declare "
                        "parameters with flax.linen.partitioning.param_with_axes.")
     abstract_params = variables["params"]
+    self.params_axes = variables["params_axes"]
     self.params_shardings = partitioner.params_shardings(variables["params_axes"],
                                                          abstract_params)
     self.abstract_params = jax.tree_util.tree_map(
@@ -100,7 +101,9 @@ class Trainer:
     replicated = partitioner.replicated
     self.state_shardings = TrainState(step=replicated, params=self.params_shardings,
                                       opt_state=opt_shardings, rng=replicated)
-    abstract = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
+    abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
+                          opt_state=abstract_opt_state,
+                          rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
     self.abstract_state = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_shardings)

@@ -82,9 +82,12 @@ def register():
   return MIXTURE
 
 
+register()  # importing this module registers the tasks (MIXTURE_OR_TASK_MODULE).
+
+
 def tiny_config(**overrides):
   kwargs = dict(vocab_size=MODEL_VOCAB_SIZE, emb_dim=16, num_heads=4, head_dim=4,
-                num_encoder_layers=2, num_decoder_layers=2, mlp_dim=32,
+                num_encoder_layers=1, num_decoder_layers=1, mlp_dim=32,
                 mlp_activations=("gelu", "linear"), dropout_rate=0.0, num_tasks=len(TASKS),
                 task_sentinel_id=SENTINEL, hyperprompt_variant="global", prompt_length=2,
                 prompt_bottleneck_dim=4, task_embed_dim=4, layer_task_dim=4, task_hidden_dim=8)

@@ -18,7 +18,7 @@ from hyperprompt_jax import trainer as trainer_lib
 
 
 def _train(model_dir, total_steps, **kwargs):
-  model = tl.tiny_model(dropout_rate=0.1, num_encoder_layers=1, num_decoder_layers=1)
+  model = tl.tiny_model(dropout_rate=0.1)
   return train_lib.train(
       model=model, train_dataset_cfg=tl.dataset_cfg(batch_size=8), model_dir=str(model_dir),
       total_steps=total_steps, partitioner=tl.partitioner((2, 2)), log_period=5,

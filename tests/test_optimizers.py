@@ -23,13 +23,14 @@ def _changed_after_one_step(trainable, base_optimizer=optimizers.adafactor):
   return trainer_lib.params_changed(before, jax.device_get(state.params)), state
 
 
-@pytest.mark.parametrize("trainable,expected", [
-    ("conditioning", r"hyperprompt/.*"),
-    ("task_embeddings", r"hyperprompt/task_embedding"),
-    ([r"decoder/layers_1/.*", r"token_embedder/.*"], r"(decoder/layers_1/.*|token_embedder/.*)"),
+@pytest.mark.parametrize("trainable,expected,base_optimizer", [
+    ("conditioning", r"hyperprompt/.*", optimizers.adafactor),
+    ("task_embeddings", r"hyperprompt/task_embedding", optimizers.adafactor),
+    ([r"decoder/layers_0/.*", r"token_embedder/.*"], r"(decoder/layers_0/.*|token_embedder/.*)",
+     optimizers.adamw),
 ])
-def test_freezing_changes_exactly_the_selected_parameters(trainable, expected):
-  changed, state = _changed_after_one_step(trainable)
+def test_freezing_changes_exactly_the_selected_parameters(trainable, expected, base_optimizer):
+  changed, state = _changed_after_one_step(trainable, base_optimizer)
   selected = {k for k in changed if re.fullmatch(expected, k)}
   assert selected  # the regex selects something
   assert {k for k, c in changed.items() if c} == selected
@@ -37,11 +38,6 @@ def test_freezing_changes_exactly_the_selected_parameters(trainable, expected):
   leaves = jax.tree_util.tree_leaves(state.opt_state)
   stats = sum(x.size for x in leaves if x.ndim)
   assert stats < sum(x.size for x in jax.tree_util.tree_leaves(state.params))
-
-
-def test_training_all_parameters_changes_all_of_them_with_adamw():
-  changed, _ = _changed_after_one_step("all", base_optimizer=optimizers.adamw)
-  assert all(changed.values()), [k for k, c in changed.items() if not c]
 
 
 def test_trainable_errors():

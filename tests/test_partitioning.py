@@ -44,6 +44,7 @@ def test_sharded_meshes_match_single_device_and_shard_params_along_model():
     model_size = shape[1]
     emb = state.params["token_embedder"]["embedding"]  # (vocab, embed): vocab on 'model'
     wi = state.params["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]  # (embed, mlp)
+    assert "layers_1" not in state.params["encoder"]  # 1 + 1 layers: fast to compile
     query = state.params["encoder"]["layers_0"]["attention"]["query"]["kernel"]
     if model_size > 1:
       assert emb.sharding.spec == P("model", None)

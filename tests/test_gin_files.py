@@ -1,0 +1,235 @@
+"""Every gin file under gin/ parses and builds what it configures (no parameters allocated).
+
+gin/t5x/ files are parsed against stand-in t5x modules (t5x is not installed): the
+stand-ins only have the signatures of the t5x objects the files bind, so a typo in a
+file, a wrong parameter name, or a broken reference to our code still fails here.
+"""
+import enum
+import glob
+import os
+import sys
+import types
+
+import gin
+import pytest
+
+from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import gin_utils
+from hyperprompt_jax import launch
+from hyperprompt_jax import models
+from hyperprompt_jax import network
+from hyperprompt_jax import optimizers
+from hyperprompt_jax import partitioning
+from hyperprompt_jax import eval as eval_lib
+from hyperprompt_jax import infer as infer_lib
+from hyperprompt_jax import train as train_lib
+
+GIN_DIR = gin_utils.GIN_DIR
+ALL_FILES = sorted(os.path.relpath(p, GIN_DIR)
+                   for p in glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True))
+BASE = ["models/t5_1_1/tiny.gin", "conditioning/hyperprompt_global.gin"]
+RUN_MACROS = ["MODEL_DIR = '/tmp/unused'", "MIXTURE_OR_TASK_NAME = 'hyperprompt_offline_v1'",
+              "TASK_FEATURE_LENGTHS = {'inputs': 10, 'targets': 3}", "TRAIN_STEPS = 10",
+              "INITIAL_CHECKPOINT_PATH = None", "CHECKPOINT_PATH = '/tmp/unused'",
+              "EVAL_OUTPUT_DIR = '/tmp/unused'", "INFER_OUTPUT_DIR = '/tmp/unused'",
+              "MESH_SHAPE = (-1, 2)"]
+
+
+@gin.configurable
+def probe(model=None, optimizer=None, partitioner=None, dataset=None, config=None):
+  """Instantiates what the parsed files configure."""
+  return dict(model=model, optimizer=optimizer, partitioner=partitioner, dataset=dataset,
+              config=config)
+
+
+def _parse(files, bindings=()):
+  with gin.unlock_config():
+    for fn in (train_lib.train, eval_lib.evaluate, infer_lib.infer):
+      launch.configurable_entry_point(fn)
+    gin.clear_config()
+    gin_utils.parse_gin(files, list(bindings), finalize=False)
+
+
+def _check_model(model):
+  assert isinstance(model, models.EncoderDecoderModel)
+  network.validate_config(model.module.config)
+  return model.module.config
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("models/")])
+def test_model_size_files(name):
+  _parse([name, "conditioning/hyperprompt_global.gin"],
+         ["DROPOUT_RATE = 0.0", "probe.model = %MODEL"])
+  config = _check_model(probe()["model"])
+  assert config.hyperprompt_variant == "global"
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("conditioning/")])
+def test_conditioning_files(name):
+  _parse(["models/t5_1_1/tiny.gin", name], ["DROPOUT_RATE = 0.0", "probe.model = %MODEL"])
+  _check_model(probe()["model"])
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("optimizers/")])
+def test_optimizer_files(name):
+  _parse(BASE + ["runs/finetune.gin", name], RUN_MACROS + ["probe.optimizer = %OPTIMIZER"])
+  opt = probe()["optimizer"]
+  assert isinstance(opt, optimizers.OptimizerDef)
+  assert float(opt.learning_rate_fn(0)) >= 0.0
+  if "conditioning_only" in name:
+    assert opt.trainable_patterns == optimizers.TRAINABLE_PRESETS["conditioning"]
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("partitioning/")])
+def test_partitioning_files(name):
+  _parse(BASE + ["runs/finetune.gin", name],
+         RUN_MACROS + ["NUM_PARTITIONS = 4", "probe.partitioner = @partitioning.Partitioner()"])
+  mesh = probe()["partitioner"].mesh
+  assert mesh.axis_names == ("data", "model") and mesh.devices.size == 8
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("runs/")])
+def test_run_files(name):
+  files = [name] if name.startswith("runs/demo") else BASE + [name]
+  _parse(files, RUN_MACROS + ["probe.model = %MODEL"])
+  model = probe()["model"]
+  config = _check_model(model)
+  if name in ("runs/finetune.gin", "runs/pretrain.gin", "runs/demo.gin"):
+    bindings = gin.get_bindings("__main__.train")
+    assert {"model", "train_dataset_cfg", "model_dir", "total_steps"} <= set(bindings)
+    assert isinstance(model.optimizer_def, optimizers.OptimizerDef)
+  if name == "runs/demo.gin":
+    assert config.num_tasks == 6 and config.task_sentinel_id == 358
+  if name == "runs/eval.gin":
+    assert "checkpoint_path" in gin.get_bindings("__main__.evaluate")
+  if name == "runs/infer.gin":
+    assert "output_dir" in gin.get_bindings("__main__.infer")
+
+
+def test_train_dataset_configs_of_the_run_files():
+  _parse(BASE + ["runs/finetune.gin"],
+         RUN_MACROS + ["probe.dataset = @train/data.DatasetConfig()",
+                       "probe.config = @infer_eval/data.DatasetConfig()"])
+  made = probe()
+  assert made["dataset"] == data_lib.DatasetConfig(
+      mixture_or_task_name="hyperprompt_offline_v1",
+      task_feature_lengths={"inputs": 10, "targets": 3}, split="train", batch_size=128,
+      shuffle=True, seed=None, use_cached=False, pack=False, module="hyperprompt_tasks")
+  assert made["config"].task_feature_lengths is None and not made["config"].shuffle
+  _parse(BASE + ["runs/pretrain.gin"], RUN_MACROS + ["probe.dataset = @train/data.DatasetConfig()"])
+  assert probe()["dataset"].pack  # pre-training packs (vanilla T5 only)
+
+
+# ---------------------------------------------------------------------------
+# gin/t5x/: against stand-ins with t5x's signatures.
+# ---------------------------------------------------------------------------
+
+
+def _fake_t5x(monkeypatch):
+  made = {}
+
+  def module(name, **attrs):
+    mod = types.ModuleType(name)
+    for k, v in attrs.items():
+      setattr(mod, k, v)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return mod
+
+  class EncoderDecoderModel:
+    def __init__(self, module, input_vocabulary, output_vocabulary, optimizer_def,
+                 decode_fn=None, feature_converter_cls=None, label_smoothing=0.0, z_loss=0.0,
+                 loss_normalizing_factor=None, default_decoder_params=None):
+      made["model"] = dict(module=module, optimizer_def=optimizer_def, z_loss=z_loss)
+
+  class FactorDim(enum.Enum):
+    NONE, BATCH, ROW, COLUMN = range(4)
+
+  class Adafactor:
+    def __init__(self, learning_rate=None, factored=True, multiply_by_parameter_scale=True,
+                 beta1=None, decay_rate=0.8, step_offset=0, clipping_threshold=1.0,
+                 weight_decay_rate=None, min_dim_size_to_factor=128, epsilon1=1e-30,
+                 epsilon2=1e-3, dtype_momentum=None, factor_map=None, logical_factor_rules=None,
+                 weight_decay_rate_lr_exponent=None, global_norm_clip_threshold=None,
+                 max_parameter_scale=None, skip_nan_updates=False):
+      self.logical_factor_rules = logical_factor_rules
+
+  def standard_logical_factor_rules(rules_override=None):
+    return {"vocab": FactorDim.COLUMN, "embed": FactorDim.ROW, "mlp": FactorDim.COLUMN,
+            "heads": FactorDim.COLUMN, "kv": FactorDim.COLUMN, "joined_kv": FactorDim.COLUMN,
+            "relpos_buckets": FactorDim.NONE, "layers": FactorDim.BATCH}
+
+  def standard_logical_axis_rules(activation_partitioning_dims=1, parameter_partitioning_dims=1,
+                                  additional_rules=None):
+    return list(additional_rules or ())
+
+  class PjitPartitioner:
+    def __init__(self, num_partitions=None, model_parallel_submesh=None, params_on_devices=True,
+                 backend=None, ici_mesh_shape=None, dcn_mesh_shape=None,
+                 logical_axis_rules=None):
+      pass
+
+  class DatasetConfig:
+    def __init__(self, mixture_or_task_name, task_feature_lengths, split, batch_size, shuffle,
+                 seed, use_cached=False, pack=False, use_custom_packing_ops=False, module=None,
+                 use_memory_cache=True, trim_output_features=True):
+      pass
+
+  class RestoreCheckpointConfig:
+    def __init__(self, path, mode="latest", assignment_map=None, strict=True,
+                 fallback_to_scratch=False, dtype=None, restore_dataset=False):
+      pass
+
+  class MultiOptimizer:
+    def __init__(self, traversals_and_optimizers):
+      made["multi"] = traversals_and_optimizers
+
+  t5x = module("t5x")
+  t5x.models = module("t5x.models", EncoderDecoderModel=EncoderDecoderModel)
+  t5x.adafactor = module("t5x.adafactor", Adafactor=Adafactor, FactorDim=FactorDim,
+                         standard_logical_factor_rules=standard_logical_factor_rules)
+  t5x.partitioning = module("t5x.partitioning", PjitPartitioner=PjitPartitioner,
+                            standard_logical_axis_rules=standard_logical_axis_rules)
+  t5x.utils = module("t5x.utils", DatasetConfig=DatasetConfig,
+                     RestoreCheckpointConfig=RestoreCheckpointConfig)
+  t5x.optimizers = module("t5x.optimizers", MultiOptimizer=MultiOptimizer)
+  return made
+
+
+def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
+  made = _fake_t5x(monkeypatch)
+  files = ["models/t5_1_1/base.gin", "conditioning/hyperprompt_global.gin", "t5x/model.gin"]
+  _parse(files + ["t5x/task_conditioned_finetune.gin", "t5x/train_conditioning_only.gin"],
+         ["DROPOUT_RATE = 0.1", "probe.model = %MODEL", "probe.optimizer = %OPTIMIZER",
+          "probe.config = @t5x_partitioning.standard_logical_axis_rules()",
+          "probe.dataset = @train/t5x_utils.DatasetConfig()",
+          "train/t5x_utils.DatasetConfig.mixture_or_task_name = 'x'",
+          "train/t5x_utils.DatasetConfig.task_feature_lengths = None",
+          "train/t5x_utils.DatasetConfig.split = 'train'",
+          "train/t5x_utils.DatasetConfig.batch_size = 8",
+          "train/t5x_utils.DatasetConfig.shuffle = True",
+          "train/t5x_utils.DatasetConfig.seed = None"])
+  out = probe()
+  module = made["model"]["module"]
+  assert isinstance(module, network.Transformer)
+  assert module.config.hyperprompt_variant == "global"
+  assert made["model"]["z_loss"] == 1e-4
+  # Freezing: one traversal (conditioning regexes) paired with t5x's Adafactor.
+  (traversal, adafactor), = made["multi"]
+  rules = adafactor.logical_factor_rules
+  assert all(axis in rules for axis in partitioning.FACTOR_RULES)
+  assert rules["task_embed"].name == "BATCH" and rules["vocab"].name == "COLUMN"
+  assert out["config"] == list(partitioning.CONDITIONING_AXIS_RULES)
+  selected = traversal.iterate({"hyperprompt": {"task_embedding": 1},
+                                "encoder": {"layers_0": {"mlp": {"wo": {"kernel": 2}}}}})
+  assert list(selected) == [1]  # only the conditioning parameters are trained
+  # The model-only file alone also parses (t5x's own optimizer settings kept).
+  _parse(files, ["DROPOUT_RATE = 0.1", "probe.optimizer = %OPTIMIZER"])
+  assert probe()["optimizer"].logical_factor_rules["prompt_embed"].name == "ROW"
+
+
+def test_every_gin_file_is_covered():
+  covered = {f for f in ALL_FILES if f.split("/")[0] in
+             ("models", "conditioning", "optimizers", "partitioning", "runs")}
+  covered |= {"t5x/model.gin", "t5x/task_conditioned_finetune.gin",
+              "t5x/train_conditioning_only.gin"}
+  assert set(ALL_FILES) == covered, set(ALL_FILES) - covered
