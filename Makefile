@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench quality adaptation clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Offline quality comparison of every method (3 seeds) -> bench/quality.{md,json} (~1 h on 2 cores).
+quality: install
+	$(PY) -m bench.quality
+
+# Add a held-out task to a trained HyperPrompt-Global model -> bench/adaptation.{md,json}.
+adaptation: install
+	$(PY) -m bench.adaptation
 
 clean:
 	rm -rf $(VENV) build *.egg-info
