@@ -147,7 +147,7 @@ class CheckpointManager:
       raise ValueError(f"checkpoint period must be >= 1, got {config.period}.")
     if config.keep is not None and config.keep < 1:
       raise ValueError(f"checkpoint keep must be >= 1 or None, got {config.keep}.")
-    self.model_dir = os.path.abspath(model_dir)
+    self.model_dir = absolute_path(model_dir)
     self.config = config
     self.preserve_steps = preserve_steps if preserve_steps is not None else set()
     options = ocp.CheckpointManagerOptions(
@@ -242,9 +242,14 @@ def _restore_params_fn() -> Callable[..., Any]:
   return t5x_checkpoints.restore_params
 
 
+def absolute_path(path: str) -> str:
+  """`os.path.abspath` for local paths; URLs (`gs://...`) unchanged."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 def checkpoint_step(path: str) -> int:
   """Training step of a `.../checkpoint_<step>[/state]` path (0 if it has none)."""
-  matches = _STEP_RE.findall(os.path.abspath(path))
+  matches = _STEP_RE.findall(absolute_path(path))
   return int(matches[-1]) if matches else 0
 
 

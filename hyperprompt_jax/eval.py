@@ -63,7 +63,7 @@ def checkpoint_paths(path: str, steps: Union[None, str, Sequence[int]]) -> List[
 
 def _model_dir_of(path: str) -> Optional[str]:
   """The MODEL_DIR a checkpoint path belongs to (where its task table is), if any."""
-  path = os.path.abspath(path).rstrip("/")
+  path = checkpoints_lib.absolute_path(path).rstrip("/")
   for candidate in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
     if tf.io.gfile.exists(os.path.join(candidate, "task_table.json")):
       return candidate

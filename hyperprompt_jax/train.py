@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import jax
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
@@ -77,6 +78,7 @@ class _Run:
   iterator: Optional[data_lib.DatasetIterator] = None
   evaluator: Optional[evaluation.InferenceEvaluator] = None
   train_eval_ds: Any = None
+  train_eval_writer: Any = None
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +248,9 @@ def _train_eval(run: _Run, step: int, params: Any) -> Optional[Dict[str, float]]
   scalars = {"loss_per_token": (totals["loss"] - totals.get("z_loss", 0.0)) /
                                max(totals["weight_sum"], 1.0),
              "accuracy": totals["accuracy"] / count}
-  summaries.create_writer(run.model_dir, "train_eval").write_scalars(step, scalars)
+  if run.train_eval_writer is None:
+    run.train_eval_writer = summaries.create_writer(run.model_dir, "train_eval")
+  run.train_eval_writer.write_scalars(step, scalars)
   return scalars
 
 
@@ -285,6 +289,42 @@ def _infer_eval(run: _Run, step: int, params: Any, chance: Optional[Mapping[str,
   print(evaluation.format_table(metrics, chance, title=f"Evaluation at step {step} "
                                 f"({time.time() - start:.1f}s):"), flush=True)
   return metrics
+
+
+def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
+                eval_period: Optional[int], log_period: int, eval_first: bool,
+                chance: Optional[Mapping[str, float]]):
+  """Steps from `step` to `total_steps`: train, log, checkpoint, evaluate.
+
+  Returns `(state, step, last eval metrics, last train scalars)`.
+  """
+  eval_metrics, train_scalars = None, None
+  if eval_first:
+    eval_metrics = _infer_eval(run, step, state.params, chance)
+  progress = summaries.Progress(total_steps, step)
+  pending: List[Any] = []
+  # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
+  last_eval_step = step if (eval_first or step >= total_steps) else None
+  while step < total_steps:
+    batch, tokens = _next_batch(run)
+    state, metrics = run.trainer.train_step(state, batch)
+    step += 1
+    pending.append(metrics)
+    progress.add_tokens(tokens)
+    if step % log_period == 0 or step == total_steps:
+      train_scalars = _log_train(run, step, pending, progress)
+      pending = []
+    is_eval_step = eval_period is not None and step % eval_period == 0
+    _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps)
+    if is_eval_step:
+      _train_eval(run, step, state.params)
+      eval_metrics = _infer_eval(run, step, state.params, chance)
+      last_eval_step = step
+  _save_checkpoint(run, step, state, force=True)  # the final state, always
+  if last_eval_step != step and (run.evaluator is not None or run.train_eval_ds is not None):
+    _train_eval(run, step, state.params)
+    eval_metrics = _infer_eval(run, step, state.params, chance)
+  return state, step, eval_metrics, train_scalars
 
 
 # ---------------------------------------------------------------------------
@@ -362,33 +402,9 @@ def train(*,
         f"on a {dict(run.partitioner.mesh.shape)} mesh; checkpoints and summaries in "
         f"{run.model_dir}", flush=True)
 
-  eval_metrics, train_scalars = None, None
-  step = first_step
-  if run_eval_before_training:
-    eval_metrics = _infer_eval(run, step, state.params, chance)
-  progress = summaries.Progress(total_steps, step)
-  pending: List[Any] = []
-  # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
-  last_eval_step = step if (run_eval_before_training or step >= total_steps) else None
-  while step < total_steps:
-    batch, tokens = _next_batch(run)
-    state, metrics = run.trainer.train_step(state, batch)
-    step += 1
-    pending.append(metrics)
-    progress.add_tokens(tokens)
-    if step % log_period == 0 or step == total_steps:
-      train_scalars = _log_train(run, step, pending, progress)
-      pending = []
-    is_eval_step = eval_period is not None and step % eval_period == 0
-    _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps)
-    if is_eval_step:
-      _train_eval(run, step, state.params)
-      eval_metrics = _infer_eval(run, step, state.params, chance)
-      last_eval_step = step
-  _save_checkpoint(run, step, state, force=True)  # the final state, always
-  if last_eval_step != step and (run.evaluator is not None or run.train_eval_ds is not None):
-    _train_eval(run, step, state.params)
-    eval_metrics = _infer_eval(run, step, state.params, chance)
+  state, step, eval_metrics, train_scalars = _train_loop(
+      run, state, first_step, total_steps, eval_period, log_period, run_eval_before_training,
+      chance)
   _finish(run)
   seconds = time.time() - start_time
   print(f"Done: step {step} in {seconds:.0f}s; {run.model_dir} holds the checkpoints, "
@@ -407,8 +423,8 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   _check_steps(total_steps, eval_period, log_period)
   if not model_dir:
     raise ValueError("MODEL_DIR is empty.")
-  model_dir = os.path.abspath(model_dir)
-  os.makedirs(model_dir, exist_ok=True)
+  model_dir = checkpoints_lib.absolute_path(model_dir)
+  tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
   table = _configure_tasks(model, model_dir, cfgs)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
@@ -436,7 +452,9 @@ def _finish(run: _Run) -> None:
   run.checkpoints.close()
   run.history.save()
   run.history.plot(title=f"{run.train_cfg.mixture_or_task_name} - {run.model_dir}")
-  run.writer.flush()
+  run.writer.close()
+  if run.train_eval_writer is not None:
+    run.train_eval_writer.close()
   if run.evaluator is not None:
     run.evaluator.close()
 

@@ -101,9 +101,10 @@ class Trainer:
     replicated = partitioner.replicated
     self.state_shardings = TrainState(step=replicated, params=self.params_shardings,
                                       opt_state=opt_shardings, rng=replicated)
+    key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.PRNGKey(0))).shape
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
                           opt_state=abstract_opt_state,
-                          rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+                          rng=jax.ShapeDtypeStruct(key_shape, jnp.uint32))
     self.abstract_state = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_shardings)
@@ -167,9 +168,10 @@ class Trainer:
         self.tx.init, in_shardings=(self.params_shardings,),
         out_shardings=self.state_shardings.opt_state)
     key = jax.random.key_data(jax.random.split(rng)[1]).astype(jnp.uint32)
-    return TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), self.partitioner.replicated),
+    replicated = self.partitioner.replicated
+    return TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), replicated),
                       params=params, opt_state=init_opt(params),
-                      rng=jax.device_put(key, self.partitioner.replicated))
+                      rng=jax.device_put(key, replicated))
 
   def train_step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Dict[str, Any]]:
     if not self.can_train:

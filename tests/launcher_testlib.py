@@ -112,6 +112,16 @@ def dataset_cfg(split="train", batch_size=8, lengths=LENGTHS, shuffle=None, seed
       seed=seed, **kwargs)
 
 
+@functools.lru_cache(maxsize=None)
+def initial_params(seed=0, **overrides):
+  """Host (numpy) parameters of `tiny_model(**overrides)`, initialised once per process."""
+  model = tiny_model(**overrides)
+  shapes = {"encoder_input_tokens": (BATCH, LE), "decoder_input_tokens": (BATCH, LD)}
+  types = {k: np.int32 for k in shapes}
+  init = jax.jit(lambda rng: model.get_initial_variables(rng, shapes, types)["params"])
+  return jax.device_get(init(jax.random.PRNGKey(seed)))
+
+
 def partitioner(mesh_shape=(1, 1), **kwargs):
   return partitioning.Partitioner(mesh_shape=mesh_shape, compiler_options=FAST_COMPILE, **kwargs)
 

@@ -24,7 +24,8 @@ def _run(mesh_shape, steps=5):
   model = tl.tiny_model(dropout_rate=0.1)
   trainer = trainer_lib.Trainer(model, model.optimizer_def, partitioner,
                                 trainer_lib.batch_shapes(BATCH, {"inputs": LE, "targets": LD}))
-  state = trainer.init_state(jax.random.PRNGKey(0))
+  # The same initial parameters on every mesh (initialised once, on the host).
+  state = trainer.state_from_params(tl.initial_params(), jax.random.PRNGKey(0))
   losses = []
   for batch in tl.random_batches(steps):
     state, metrics = trainer.train_step(state, partitioner.shard_batch(batch, BATCH))
