@@ -109,8 +109,8 @@ def timed(fn: Callable[[], Any], steps: int) -> List[float]:
   return times
 
 
-def bench_train_step(cfg: network.T5Config, shapes: Shapes) -> Dict[str, Any]:
-  """Median train-step seconds, XLA FLOPs and memory of forward+backward+Adafactor."""
+def prepare_train_step(cfg: network.T5Config, shapes: Shapes) -> Dict[str, Any]:
+  """Compiles forward+backward+Adafactor; returns its runner, XLA FLOPs and memory."""
   model = models.EncoderDecoderModel(network.Transformer(config=cfg))
   batch = make_batch(shapes, cfg)
   params = model.get_initial_variables(jax.random.PRNGKey(0), {
@@ -130,22 +130,33 @@ def bench_train_step(cfg: network.T5Config, shapes: Shapes) -> Dict[str, Any]:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   mem = compiled.memory_analysis()
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
   carry = {"params": params, "state": state}
 
   def run():
     carry["params"], carry["state"], loss = compiled(carry["params"], carry["state"], batch)
     return loss
 
-  run()  # warm-up
-  times = timed(run, shapes.steps)
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(carry["params"]))
+  jax.block_until_ready(run())  # warm-up
   peak = None
   if mem is not None:
     peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
                - mem.alias_size_in_bytes)
-  return {"step_s": statistics.median(times), "compile_s": compile_s,
-          "flops": float(cost.get("flops", float("nan"))), "peak_bytes": peak,
-          "params": n_params}
+  return {"run": run, "compile_s": compile_s, "flops": float(cost.get("flops", float("nan"))),
+          "peak_bytes": peak, "params": n_params}
+
+
+def time_interleaved(runners: Dict[str, Callable[[], Any]], steps: int) -> Dict[str, float]:
+  """Median seconds per call of each runner, measured round-robin.
+
+  One step of every method per round, so a change in machine load during the run
+  hits every method alike and the ratios against vanilla stay fair.
+  """
+  times: Dict[str, List[float]] = {name: [] for name in runners}
+  for _ in range(steps):
+    for name, run in runners.items():
+      times[name] += timed(run, 1)
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
@@ -263,7 +274,8 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
       f"Shapes: d_model {s['emb']}, {s['layers']}+{s['layers']} layers, {s['heads']} heads x "
       f"{s['head_dim']}, d_ff {s['mlp']}, vocab {s['vocab']}; batch {s['batch']}, "
       f"{s['input_len']} input / {s['target_len']} target tokens; f32; {results['threads']} "
-      f"threads; median of {s['steps']} steps after compile.", "",
+      f"threads; median of {s['steps']} steps after compile, methods timed round-robin "
+      "(one step of each per round) so machine-load changes hit all alike.", "",
       "## Train step per method", "",
       "| method | step (s) | / vanilla | params | added % | peak memory (MiB) | GFLOP/step | "
       "FLOP/s / matmul peak |", "|---|---|---|---|---|---|---|---|"]
@@ -328,19 +340,22 @@ def main(argv: List[str]) -> int:
       "methods": {}, "decode": {}}
   results["matmul_peak_gflops"] = matmul_peak_flops() / 1e9
   print(f"f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s", flush=True)
-  vanilla_params = None
+  prepared = {}
   for name, overrides in methods().items():
     cfg = make_config(shapes, **overrides)
-    r = bench_train_step(cfg, shapes)
+    prepared[name] = prepare_train_step(cfg, shapes)
     base, added = params_lib.count(cfg)
-    r["added_pct"] = 100.0 * added / base
-    if vanilla_params is None:
-      vanilla_params = r
-    r["train_ratio_vs_vanilla"] = r["step_s"] / vanilla_params["step_s"]
+    prepared[name]["added_pct"] = 100.0 * added / base
+    print(f"compiled {name:22s} in {prepared[name]['compile_s']:.1f}s", flush=True)
+  step_s = time_interleaved({n: p["run"] for n, p in prepared.items()}, shapes.steps)
+  for name, p in prepared.items():
+    r = {k: v for k, v in p.items() if k != "run"}
+    r["step_s"] = step_s[name]
+    r["train_ratio_vs_vanilla"] = step_s[name] / step_s["vanilla"]
     r["mfu"] = r["flops"] / r["step_s"] / (results["matmul_peak_gflops"] * 1e9)
     results["methods"][name] = r
-    print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}  "
-          f"compile {r['compile_s']:.1f}s", flush=True)
+    print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}", flush=True)
+  prepared.clear()  # free the train states before decoding
   # Decoding: vanilla, HyperPrompt-Global with hypernetworks, and exported prompts.
   van_cfg = make_config(shapes, hyperprompt_variant="none")
   results["decode"]["vanilla"] = bench_decode(van_cfg, shapes)
