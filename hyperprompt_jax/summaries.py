@@ -62,20 +62,20 @@ class Progress:
     steps = step - self._last_step
     rates = {"steps_per_sec": steps / elapsed, "tokens_per_sec": self._tokens / elapsed}
     # ETA from the pace since the first report (compilation excluded, evaluations and
-    # checkpoints included); the first report uses its own interval.
+    # checkpoints included); none at the first report (it includes compilation).
     if self._eta_start is None or step <= self._eta_start[1]:
-      pace = rates["steps_per_sec"]
       self._eta_start = (now, step)
+      eta = "--:--" if step < self.total_steps else _format_duration(0)  # compiling
     else:
       pace = (step - self._eta_start[1]) / max(now - self._eta_start[0], 1e-9)
-    remaining = (self.total_steps - step) / pace if pace > 0 else 0.0
+      eta = _format_duration((self.total_steps - step) / pace if pace > 0 else 0.0)
     self._last_time, self._last_step, self._tokens = now, step, 0
     if self._enabled:
       extra = "".join(f"  {k} {metrics[k]:.3g}" for k in ("accuracy", "learning_rate")
                       if k in metrics)
       print(f"step {step:>6d}/{self.total_steps}  loss {metrics.get('loss_per_token', 0.0):.4f}"
             f"{extra}  {rates['steps_per_sec']:.2f} steps/s  "
-            f"{rates['tokens_per_sec']:.0f} tokens/s  ETA {_format_duration(remaining)}",
+            f"{rates['tokens_per_sec']:.0f} tokens/s  ETA {eta}",
             file=self._stream, flush=True)
     return rates
 
