@@ -194,7 +194,8 @@ def format_table(metrics: TaskMetrics, chance: Optional[Mapping[str, float]] = N
     values = ", ".join(f"{k} {v:.1f}" for k, v in sorted(metrics[task].items())
                        if _value(v) is not None)
     chance_text = f"{chance[task]:.1f}" if chance and task in chance else "-"
-    rows.append((base_task_name(task), values, f"{scores.get(task, float('nan')):.1f}", chance_text))
+    score = f"{scores.get(task, float('nan')):.1f}"
+    rows.append((base_task_name(task), values, score, chance_text))
   header = ("task", "metrics", "score", "chance")
   widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
   line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()

@@ -156,7 +156,7 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
   if initial_checkpoint_path:
     abstract_params = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), run.trainer.abstract_state.params)
-    init_fn = jax.jit(lambda key: run.trainer._init_variables(key)["params"])  # pylint: disable=protected-access
+    init_fn = jax.jit(run.trainer.init_params)
     if extend_tasks:
       from hyperprompt_jax import task_extension  # pylint: disable=g-import-not-at-top
       params = task_extension.restore_extending_tasks(

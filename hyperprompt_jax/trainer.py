@@ -128,6 +128,10 @@ class Trainer:
     return flax.core.unfreeze(self.model.get_initial_variables(
         rng, self._init_shapes, _int_features(self._init_shapes)))
 
+  def init_params(self, rng):
+    """Freshly initialised parameters (host-side / unsharded; jit it for speed)."""
+    return self._init_variables(rng)["params"]
+
   def _init_state(self, rng) -> TrainState:
     init_rng, dropout_rng = jax.random.split(rng)
     params = self._init_variables(init_rng)["params"]

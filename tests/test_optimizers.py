@@ -16,7 +16,8 @@ def _changed_after_one_step(trainable, base_optimizer=optimizers.adafactor):
   model = tl.tiny_model(trainable=trainable, base_optimizer=base_optimizer)
   partitioner = tl.partitioner((1, 1))
   trainer = trainer_lib.Trainer(model, model.optimizer_def, partitioner,
-                                trainer_lib.batch_shapes(tl.BATCH, {"inputs": tl.LE, "targets": tl.LD}))
+                                trainer_lib.batch_shapes(tl.BATCH,
+                                                         {"inputs": tl.LE, "targets": tl.LD}))
   state = trainer.state_from_params(tl.initial_params(), jax.random.PRNGKey(0))
   before = jax.device_get(state.params)
   state, _ = trainer.train_step(state, partitioner.shard_batch(tl.random_batches(1)[0], tl.BATCH))
