@@ -145,6 +145,24 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   return out
 
 
+def paired_differences(summary: Dict[str, Any], reference: str = "vanilla"
+                       ) -> Dict[str, Dict[str, float]]:
+  """Per method: mean and std (n-1) over seeds of (its average - reference's average)."""
+  if reference not in summary:
+    return {}
+  ref = dict(zip(summary[reference]["seeds"], summary[reference]["scores"]["average"]["values"]))
+  out = {}
+  for method, s in summary.items():
+    if method == reference:
+      continue
+    diffs = np.array([v - ref[seed] for seed, v in zip(s["seeds"], s["scores"]["average"]["values"])
+                      if seed in ref])
+    if len(diffs):
+      out[method] = {"mean": float(diffs.mean()),
+                     "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0}
+  return out
+
+
 def _short(task: str) -> str:
   return task.replace("offline_", "").replace("_v1", "")
 
@@ -173,12 +191,13 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
       "fast each method picks the tasks up.",
       "",
       "| method | params (conditioning) | " + " | ".join(f"`{_short(t)}`" for t in tasks)
-      + " | **average** |",
-      "|---|---:|" + "---:|" * len(tasks) + "---:|",
+      + " | **average** | average - vanilla, paired by seed |",
+      "|---|---:|" + "---:|" * len(tasks) + "---:|---:|",
       "| chance (best constant answer) | | "
       + " | ".join(f"{offline.chance_accuracy(t):.1f}" for t in tasks) + " | "
-      + f"{np.mean([offline.chance_accuracy(t) for t in tasks]):.1f} |",
+      + f"{np.mean([offline.chance_accuracy(t) for t in tasks]):.1f} | |",
   ]
+  paired = paired_differences(summary)
   best = max(s["scores"]["average"]["mean"] for s in summary.values())
   for method, s in summary.items():
     cells = [f"{s['scores'][t]['mean']:.1f} ± {s['scores'][t]['std']:.1f}" for t in tasks]
@@ -187,9 +206,21 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
     if avg["mean"] == best:
       avg_text = f"**{avg_text}**"
     p = s["params"]
+    diff = paired.get(method)
+    diff_text = "-" if diff is None else f"{diff['mean']:+.1f} ± {diff['std']:.1f}"
     lines.append(f"| {labels[method]} | {p['total']:,} ({p['conditioning']:,}) | "
-                 + " | ".join(cells) + f" | {avg_text} |")
+                 + " | ".join(cells) + f" | {avg_text} | {diff_text} |")
+  stds = [s["scores"]["average"]["std"] for s in summary.values()]
+  means = [s["scores"]["average"]["mean"] for s in summary.values()]
   lines += [
+      "",
+      f"Spread: the method means of the average lie within {max(means) - min(means):.1f} "
+      f"points; the seed-to-seed std of a method's average is {min(stds):.1f} to "
+      f"{max(stds):.1f} points. Runs with the same seed share the data order and the "
+      "backbone's initial values (same RNG key, same parameter names), so the last column "
+      "(mean ± std over seeds of method minus vanilla) removes the part of that spread "
+      "common to all methods. With 3 seeds, a difference is only meaningful where it is "
+      "clearly larger than its std.",
       "",
       "Per-seed averages: " + "; ".join(
           f"{labels[m]} " + ", ".join(f"{v:.1f}" for v in s["scores"]["average"]["values"])
@@ -221,6 +252,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--keep", action="store_true", help="keep the runs' MODEL_DIRs")
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "quality"),
                       help="writes OUTPUT.md and OUTPUT.json")
+  parser.add_argument("--render", action="store_true",
+                      help="only rewrite OUTPUT.md from the runs saved in OUTPUT.json")
   args = parser.parse_args(argv)
   args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -237,6 +270,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
+  if args.render:
+    with open(args.output + ".json") as f:
+      saved = json.load(f)
+    saved["summary"] = summarize(saved["runs"])
+    with open(args.output + ".md", "w") as f:
+      f.write(markdown(saved["summary"], saved["meta"]))
+    print(f"Rewrote {args.output}.md from {args.output}.json", flush=True)
+    return 0
   os.chdir(REPO)  # gin files are given relative to the repository
   # Runs of one method share their compiled programs (the seed is an input).
   jax.config.update("jax_compilation_cache_dir", os.path.join(
