@@ -39,6 +39,7 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import faults
 
 STEP_PREFIX = "checkpoint"
 STATE_ITEM, DATASET_ITEM, METADATA_ITEM = "state", "dataset", "metadata"
@@ -72,6 +73,7 @@ class DatasetCheckpointHandler(ocp.CheckpointHandler):
   """Saves / restores a `data.DatasetIterator` (one tf checkpoint per host)."""
 
   def save(self, directory: epath.Path, args: "DatasetSave"):
+    faults.pause_point("checkpoint_write", path=os.fspath(directory))  # tests only
     prefix = os.path.join(os.fspath(directory), f"process_{jax.process_index()}", "ds")
     tf.io.gfile.makedirs(os.path.dirname(prefix))
     saved = args.iterator.save(prefix)

@@ -27,8 +27,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gin
 
+from hyperprompt_jax import gin_checks
 from hyperprompt_jax import gin_utils
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import reliability
 
 EXIT_CONFIG_ERROR = 2
 _REGISTERED: Dict[int, Callable[..., Any]] = {}
@@ -144,6 +146,7 @@ def run(entry_point: Callable[..., Any], argv: Sequence[str], description: str =
     gin.clear_config()
     try:
       gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+      gin_checks.check_cli_macros(args.gin_bindings)  # a typo'd macro gin accepts
     except Exception as e:  # pylint: disable=broad-except
       message = str(e)
       if not message.startswith("Bad gin configuration"):
@@ -179,6 +182,9 @@ def main(entry_point: Callable[..., Any], argv: Optional[List[str]] = None,
   except CheckFailed as e:
     print(f"FAILED: {e}", file=sys.stderr)
     return 1
+  except reliability.RunStopped as e:  # non-finite values (exit 1), preemption (143)
+    print(f"{e.prefix}{one_line(str(e))}", file=sys.stderr)
+    return e.exit_code
   import jax  # pylint: disable=g-import-not-at-top
   jax.effects_barrier()
   return 0

@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
@@ -41,8 +41,13 @@ import tensorflow as tf
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import evaluation
+from hyperprompt_jax import faults
 from hyperprompt_jax import launch
+from hyperprompt_jax import numerics
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import preemption
+from hyperprompt_jax import preflight
+from hyperprompt_jax import reliability
 from hyperprompt_jax import summaries
 from hyperprompt_jax import trainer as trainer_lib
 
@@ -78,6 +83,9 @@ class _Run:
   iterator: Optional[data_lib.DatasetIterator] = None
   evaluator: Optional[evaluation.InferenceEvaluator] = None
   train_eval_ds: Any = None
+  guard: Optional[numerics.NonFiniteGuard] = None
+  watcher: Optional[preemption.PreemptionWatcher] = None
+  save_run_dir: Optional[Callable[[], None]] = None
   train_eval_writer: Any = None
 
 
@@ -102,26 +110,74 @@ def _resolve_seed(random_seed: Optional[int], saved_seed: Optional[int]) -> int:
   return int(seed)
 
 
-def _configure_tasks(model: Any, model_dir: str, cfgs: List[data_lib.DatasetConfig]
-                     ) -> data_lib.TaskTable:
-  """Imports task modules, checks each mixture against the model, saves / checks the table.
+def _configure_tasks(model: Any, model_dir: str, cfgs: List[data_lib.DatasetConfig],
+                     reliability_cfg: reliability.ReliabilityConfig
+                     ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
+  """Imports task modules, checks each mixture against the model and MODEL_DIR.
 
-  The training mixture's task table is saved to MODEL_DIR on the first run and
-  must match on every later run (a reordered mixture would remap the tasks).
+  The training mixture's task table and the model config are saved to MODEL_DIR
+  on the first run and must match on every later run (a reordered mixture would
+  remap the tasks) unless `reliability_cfg.allow_config_change`. Feature lengths
+  and splits are checked and truncation is counted (`preflight.py`). Nothing is
+  written here: returns the table and the function that saves the table, the
+  config and the truncation counts once the run starts.
   """
   for cfg in cfgs:
     data_lib.import_modules(cfg.module)
   tables = [data_lib.task_table(cfg.mixture_or_task_name) for cfg in cfgs]
   for cfg, table in zip(cfgs, tables):
     data_lib.check_model_and_tasks(cfg, model, table)
-  if tables[0]:
-    data_lib.save_or_check_task_table(model_dir, tables[0], cfgs[0].mixture_or_task_name,
-                                      save=jax.process_index() == 0)
+    preflight.check_feature_lengths(
+        cfg.mixture_or_task_name, cfg.task_feature_lengths,
+        data_lib.get_mixture_or_task(cfg.mixture_or_task_name).output_features, bool(table))
+  truncation: Dict[str, Any] = {}
+  for i, cfg in enumerate(cfgs):  # empty splits are refused; truncation is counted
+    counts = preflight.scan_splits(cfg, training=i == 0,
+                                   max_examples=reliability_cfg.truncation_check_examples)
+    if counts:
+      truncation.setdefault(cfg.split, counts)
+  save_run_dir = preflight.check_run_dir(
+      model_dir, model_config=getattr(getattr(model, "module", None), "config", None),
+      task_table=tables[0], mixture_or_task_name=cfgs[0].mixture_or_task_name,
+      allow_change=reliability_cfg.allow_config_change)
+  if tables[0] and not reliability_cfg.allow_config_change:
     for cfg, table in zip(cfgs[1:], tables[1:]):
       if table:
         data_lib.save_or_check_task_table(model_dir, table, cfg.mixture_or_task_name,
                                           save=False)
-  return tables[0]
+
+  def commit() -> None:
+    if jax.process_index() == 0:
+      save_run_dir()
+      _report_truncation(model_dir, truncation)
+
+  return tables[0], commit
+
+
+def _report_truncation(model_dir: str, reports: Dict[str, Any]) -> None:
+  """Prints a line per truncated task and feature; writes MODEL_DIR/truncation.json."""
+  if not reports:
+    return
+  lines = [line for split, r in reports.items() for line in preflight.truncation_lines(r, split)]
+  for line in lines:
+    print(line, flush=True)
+  path = preflight.write_truncation_report(model_dir, reports)
+  if lines:
+    print(f"Truncation counts per task: {path}", flush=True)
+
+
+def _kept_checkpoint(run: "_Run") -> str:
+  latest = run.checkpoints.latest_step()
+  if latest is None:
+    return "; MODEL_DIR holds no checkpoint yet"
+  return f"; MODEL_DIR keeps {run.checkpoints.step_dir(latest)} (the latest complete checkpoint)"
+
+
+def _stop_background(run: "_Run") -> None:
+  """Before an early exit: let checkpoint writes finish, restore the SIGTERM handler."""
+  run.checkpoints.wait_until_finished()
+  if run.watcher is not None:
+    run.watcher.stop()
 
 
 def _check_steps(total_steps: int, eval_period: Optional[int], log_period: int) -> None:
@@ -149,6 +205,8 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
   latest = run.checkpoints.latest_step()
   rng = jax.random.PRNGKey(run.seed)
   if latest is not None:
+    preflight.check_checkpoint_shapes(run.checkpoints.step_dir(latest),
+                                      checkpoints_lib.state_tree(run.trainer.abstract_state))
     state, _ = run.checkpoints.restore(latest, run.trainer.abstract_state, run.iterator)
     print(f"Resumed from {run.checkpoints.step_dir(latest)} (step {latest}, input batch "
           f"{run.iterator.position}).", flush=True)
@@ -215,6 +273,7 @@ def _summarize_train(metrics_list: List[Mapping[str, Any]]) -> Dict[str, float]:
 
 def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
                ) -> Dict[str, float]:
+  run.guard.check()  # raises at the first non-finite update (skip mode: reports it)
   scalars = _summarize_train(metrics_list)
   scalars.update(progress.report(step, scalars))
   run.writer.write_scalars(step, scalars)
@@ -223,6 +282,8 @@ def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
 
 
 def _save_checkpoint(run: _Run, step: int, state: Any, force: bool = False) -> bool:
+  if force or step % run.checkpoints.config.period == 0:
+    run.guard.check()  # a non-finite state is never written
   saved = run.checkpoints.save(step, state, run.iterator, metadata={"seed": run.seed},
                                force=force)
   if saved:
@@ -305,17 +366,24 @@ def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
   pending: List[Any] = []
   # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
   last_eval_step = step if (eval_first or step >= total_steps) else None
+  run.watcher.start()
   while step < total_steps:
     batch, tokens = _next_batch(run)
     state, metrics = run.trainer.train_step(state, batch)
     step += 1
+    faults.pause_point("train_step", step)  # fault-injection tests only
+    run.guard.add(step, metrics)
     pending.append(metrics)
     progress.add_tokens(tokens)
+    preempted = step < total_steps and run.watcher.should_stop(step)
     if step % log_period == 0 or step == total_steps:
       train_scalars = _log_train(run, step, pending, progress)
       pending = []
     is_eval_step = eval_period is not None and step % eval_period == 0
-    _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps)
+    _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps or preempted)
+    if preempted:  # SIGTERM: the state of this step is saved; stop (exit status 143)
+      _finish(run)
+      raise preemption.Preempted(step, run.checkpoints.step_dir(step))
     if is_eval_step:
       _train_eval(run, step, state.params)
       eval_metrics = _infer_eval(run, step, state.params, chance)
@@ -352,7 +420,8 @@ def train(*,
           run_eval_before_training: bool = False,
           chance_fn: Optional[Callable[[str], float]] = None,
           require_above_chance: Optional[float] = None,
-          extend_tasks: bool = False) -> TrainResult:
+          extend_tasks: bool = False,
+          reliability_cfg: Optional[reliability.ReliabilityConfig] = None) -> TrainResult:
   """Trains `model` on a seqio mixture; t5x's `train` arguments (see gin/runs/).
 
   Args:
@@ -381,15 +450,20 @@ def train(*,
       every task's final score beats chance by this margin (`make demo`'s check).
     extend_tasks: restore INITIAL_CHECKPOINT_PATH into a model with more tasks
       (gin/runs/add_tasks.gin; see task_extension.py).
+    reliability_cfg: fault handling (`reliability.ReliabilityConfig`: a changed
+      model config or task table in MODEL_DIR, skipping non-finite updates,
+      SIGTERM, truncation counts).
   """
   start_time = time.time()
   chance = None
   checkpoint_cfg = checkpoint_cfg or checkpoints_lib.CheckpointConfig()
+  reliability_cfg = reliability_cfg or reliability.ReliabilityConfig()
   with launch.configuration_errors():
     run = _setup(model, train_dataset_cfg, train_eval_dataset_cfg, infer_eval_dataset_cfg,
                  checkpoint_cfg, partitioner, trainer_cls, model_dir, total_steps, eval_period,
-                 log_period, random_seed)
+                 log_period, random_seed, reliability_cfg)
     state = _restore_or_initialize(run, initial_checkpoint_path, extend_tasks)
+    run.save_run_dir()  # the config, task table and truncation counts, once the run starts
     first_step = int(jax.device_get(state.step))
     if relative_steps is not None:
       total_steps = first_step + int(relative_steps)
@@ -418,7 +492,8 @@ def train(*,
 
 
 def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, partitioner,
-           trainer_cls, model_dir, total_steps, eval_period, log_period, random_seed) -> _Run:
+           trainer_cls, model_dir, total_steps, eval_period, log_period, random_seed,
+           reliability_cfg) -> _Run:
   """Validates the configuration and builds everything the loop needs."""
   _check_steps(total_steps, eval_period, log_period)
   if not model_dir:
@@ -426,7 +501,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   model_dir = checkpoints_lib.absolute_path(model_dir)
   tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
-  table = _configure_tasks(model, model_dir, cfgs)
+  table, save_run_dir = _configure_tasks(model, model_dir, cfgs, reliability_cfg)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
   layout = partitioner.get_data_layout(train_cfg.batch_size)
   if train_cfg.task_feature_lengths is None:
@@ -434,7 +509,8 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
                      "required.")
   trainer = trainer_cls(model, model.optimizer_def, partitioner,
                         trainer_lib.batch_shapes(train_cfg.batch_size,
-                                                 train_cfg.task_feature_lengths))
+                                                 train_cfg.task_feature_lengths),
+                        skip_nonfinite_steps=reliability_cfg.skip_nonfinite_steps)
   best = evaluation.BestCheckpoints(model_dir)
   manager = checkpoints_lib.CheckpointManager(model_dir, checkpoint_cfg,
                                               preserve_steps=set(best.steps))
@@ -445,10 +521,18 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
              checkpoints=manager, best=best, history=summaries.MetricsHistory(model_dir),
              writer=summaries.create_writer(model_dir, "train"), task_table=table)
   run.iterator = _build_iterator(run, model.FEATURE_CONVERTER_CLS)
+  run.save_run_dir = save_run_dir
+  run.guard = numerics.NonFiniteGuard(
+      numerics.param_paths(trainer.abstract_params), skip=reliability_cfg.skip_nonfinite_steps,
+      max_consecutive_skips=reliability_cfg.max_consecutive_skips,
+      before_stop=lambda: _stop_background(run), kept=lambda: _kept_checkpoint(run))
+  run.watcher = preemption.PreemptionWatcher(enabled=reliability_cfg.handle_sigterm)
   return run
 
 
 def _finish(run: _Run) -> None:
+  if run.watcher is not None:
+    run.watcher.stop()
   run.checkpoints.close()
   run.history.save()
   run.history.plot(title=f"{run.train_cfg.mixture_or_task_name} - {run.model_dir}")

@@ -30,6 +30,8 @@ import numpy as np
 import optax
 from flax import struct
 
+from hyperprompt_jax import faults
+from hyperprompt_jax import numerics
 from hyperprompt_jax import optimizers as optimizers_lib
 from hyperprompt_jax import partitioning as partitioning_lib
 
@@ -70,8 +72,10 @@ class Trainer:
 
   def __init__(self, model: Any, optimizer_def: Any,
                partitioner: partitioning_lib.Partitioner,
-               input_shapes: Mapping[str, Tuple[int, ...]]):
+               input_shapes: Mapping[str, Tuple[int, ...]],
+               skip_nonfinite_steps: bool = False):
     self.model = model
+    self.skip_nonfinite_steps = skip_nonfinite_steps
     if isinstance(optimizer_def, optimizers_lib.OptimizerDef):
       self.tx, self.learning_rate_fn = optimizer_def.tx, optimizer_def.learning_rate_fn
     elif optimizer_def is None:  # evaluation / inference only
@@ -141,15 +145,22 @@ class Trainer:
 
   def _train_step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Dict[str, Any]]:
     dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    grad_fn = jax.value_and_grad(self.model.loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, batch, dropout_rng)
+    grad_fn = jax.value_and_grad(faults.poison_loss_fn(self.model.loss_fn, state.step),
+                                 has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, dropout_rng)
+    grads = faults.poison_grads(grads, state.step)  # fault-injection tests only
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics)
+    # Which parameters are non-finite; skip mode keeps the old state on a bad update.
+    new_state, report = numerics.guard_update(
+        loss, grads, state, state.replace(step=state.step + 1, params=params,
+                                          opt_state=opt_state),
+        skip=self.skip_nonfinite_steps)
+    metrics = dict(metrics, **report)
     metrics["grad_norm"] = optax.tree.norm(grads)
     if self.learning_rate_fn is not None:
       metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return new_state, metrics
 
   def _eval_step(self, params, batch: Batch) -> Dict[str, Any]:
     return self.model.eval_fn(params, batch)[1]

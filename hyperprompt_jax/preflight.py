@@ -1,0 +1,332 @@
+# Copyright 2026 The hyperprompt-jax Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Checks before a run starts: bad input is refused with one clear error, nothing is overwritten.
+
+* `check_feature_lengths`: TASK_FEATURE_LENGTHS must leave room for the task-token
+  scheme. With seqio's `append_eos_after_trim` an example is cut to `length - 1`
+  tokens and EOS is appended; for the sentinel to survive and the example to
+  carry any content, a task-indexed `inputs` feature needs
+  `length >= 1 (sentinel) + 1 (a token) + 1 (EOS, if the feature adds it)` = 3,
+  and every other feature `length >= 1 + 1 (EOS)` = 2.
+* `scan_splits`: every task the run reads has examples in its split (an empty
+  split is refused), and the first `max_examples` examples of every task are
+  measured untrimmed: how many are longer than TASK_FEATURE_LENGTHS (and so
+  truncated by seqio) is reported per task and written to
+  `MODEL_DIR/truncation.json`.
+* `check_run_dir`: MODEL_DIR's saved model config (`model_config.json`, the
+  T5Config of the first run) and task table (`task_table.json`) must match this
+  run's, unless `allow_change` (the replaced files are kept as
+  `*.replaced-<time>.json`); they are written only once the run starts.
+* `check_checkpoint_shapes`: a checkpoint to resume from must have the model's
+  parameter tree; the first mismatch is named (`encoder/.../kernel: (8, 16) in
+  the checkpoint, (8, 32) in the model`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jax
+import seqio
+import tensorflow as tf
+
+MODEL_CONFIG_FILENAME = "model_config.json"
+TRUNCATION_FILENAME = "truncation.json"
+# T5Config fields that may change between runs in one MODEL_DIR without
+# ALLOW_CONFIG_CHANGE: computation (not model) settings and initialisers.
+RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits", "prompt_init_stddev",
+                  "task_embed_init_stddev", "adapter_init_stddev")
+
+
+# ---------------------------------------------------------------------------
+# Datasets.
+# ---------------------------------------------------------------------------
+
+
+def min_feature_lengths(output_features: Mapping[str, seqio.Feature], task_indexed: bool
+                        ) -> Dict[str, int]:
+  """Shortest length of each feature the task-token scheme allows (see module doc)."""
+  out = {}
+  for key, feature in output_features.items():
+    eos = 1 if getattr(feature, "add_eos", False) else 0
+    sentinel = 1 if (key == "inputs" and task_indexed) else 0
+    out[key] = sentinel + 1 + eos
+  return out
+
+
+def check_feature_lengths(name: str, lengths: Optional[Mapping[str, int]],
+                          output_features: Mapping[str, seqio.Feature], task_indexed: bool,
+                          required: Sequence[str] = ("inputs", "targets")) -> None:
+  """Raises ValueError if TASK_FEATURE_LENGTHS cannot hold a task-indexed example."""
+  if lengths is None:
+    return
+  missing = [k for k in required if k in output_features and k not in lengths]
+  if missing:
+    raise ValueError(f"TASK_FEATURE_LENGTHS {dict(lengths)} has no length for {missing} "
+                     f"(features of {name!r}).")
+  minimum = min_feature_lengths(output_features, task_indexed)
+  short = {k: (int(v), minimum[k]) for k, v in lengths.items()
+           if k in minimum and int(v) < minimum[k]}
+  if not short:
+    return
+  why = {k: ("the task sentinel, at least one token" if k == "inputs" and task_indexed
+             else "at least one token") +
+            (" and EOS" if getattr(output_features[k], "add_eos", False) else "")
+         for k in short}
+  details = "; ".join(f"{k!r} is {got} but needs >= {need} ({why[k]})"
+                      for k, (got, need) in short.items())
+  raise ValueError(f"TASK_FEATURE_LENGTHS {dict(lengths)} is too short for {name!r}: "
+                   f"{details}.")
+
+
+def _tasks_to_read(provider: Any, training: bool) -> List[seqio.Task]:
+  tasks = seqio.get_subtasks(provider)
+  if training and isinstance(provider, seqio.Mixture):
+    tasks = [t for t in tasks if provider.get_rate(t) > 0]
+  return tasks
+
+
+def _lengths_of(task: seqio.Task, split: str, keys: Sequence[str], max_examples: int,
+                use_cached: bool, sequence_length: Optional[Mapping[str, int]]
+                ) -> Dict[str, Any]:
+  ds = task.get_dataset(sequence_length=sequence_length, split=split, use_cached=use_cached,
+                        shuffle=False, num_epochs=1, trim_output_features=False)
+  ds = ds.take(max_examples).map(lambda x: {k: tf.size(x[k]) for k in keys})
+  batch = next(iter(ds.batch(max_examples)), None)
+  if batch is None:
+    return {k: [] for k in keys}
+  return {k: batch[k].numpy().tolist() for k in keys}
+
+
+def _source_is_empty(task: seqio.Task, split: str) -> bool:
+  """Whether the task's source has no example in `split` (metadata when known)."""
+  try:
+    known = task.source.num_input_examples(split)
+  except Exception:  # pylint: disable=broad-except
+    known = None
+  if known is not None:
+    return int(known) == 0
+  ds = task.source.get_dataset(split=split, shuffle=False)
+  return next(iter(ds.take(1)), None) is None
+
+
+def scan_splits(cfg: Any, *, training: bool, max_examples: int) -> Dict[str, Any]:
+  """Refuses an empty split; counts examples longer than the feature lengths per task.
+
+  Args:
+    cfg: a `data.DatasetConfig`.
+    training: only the tasks a mixture samples (rate > 0) must have examples.
+    max_examples: examples measured per task (0: only check the splits).
+
+  Returns:
+    `{task: {feature: {'checked', 'truncated', 'longest', 'length', 'counted'}}}`
+    (empty when `max_examples` is 0 or `cfg` has no feature lengths). A task whose
+    preprocessors need the sequence lengths is measured trimmed (`'counted': False`).
+  """
+  provider = seqio.get_mixture_or_task(cfg.mixture_or_task_name)
+  lengths = dict(cfg.task_feature_lengths or {})
+  report: Dict[str, Any] = {}
+  for task in _tasks_to_read(provider, training):
+    if cfg.split not in task.splits:
+      raise ValueError(f"task {task.name!r} (in {cfg.mixture_or_task_name!r}) has no "
+                       f"{cfg.split!r} split (splits: {list(task.splits)}).")
+    if _source_is_empty(task, cfg.split):
+      raise ValueError(f"the {cfg.split!r} split of task {task.name!r} (in "
+                       f"{cfg.mixture_or_task_name!r}) has no examples.")
+    keys = [k for k in lengths if k in task.output_features]
+    if not max_examples or not keys:
+      continue
+    counted = True
+    try:
+      measured = _lengths_of(task, cfg.split, keys, max_examples, cfg.use_cached, None)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.info("task %s cannot be read untrimmed (%s); measuring trimmed lengths.",
+                   task.name, e)
+      counted = False
+      measured = _lengths_of(task, cfg.split, keys, max_examples, cfg.use_cached, lengths)
+    if not measured[keys[0]]:
+      raise ValueError(f"the {cfg.split!r} split of task {task.name!r} (in "
+                       f"{cfg.mixture_or_task_name!r}) has no examples after preprocessing.")
+    report[task.name] = {
+        k: {"checked": len(v), "truncated": sum(1 for n in v if n > lengths[k]),
+            "longest": max(v), "length": int(lengths[k]), "counted": counted}
+        for k, v in measured.items()}
+  return report
+
+
+def truncation_lines(report: Mapping[str, Any], split: str) -> List[str]:
+  """One warning line per task and feature with truncated examples."""
+  lines = []
+  for task, features in report.items():
+    for key, r in features.items():
+      if r["truncated"]:
+        lines.append(
+            f"warning: {task}: {r['truncated']} of the first {r['checked']} {split!r} examples "
+            f"({100.0 * r['truncated'] / r['checked']:.1f}%) have {key} longer than "
+            f"TASK_FEATURE_LENGTHS[{key!r}]={r['length']} (longest {r['longest']}) and are "
+            "truncated.")
+  return lines
+
+
+def write_truncation_report(model_dir: str, reports: Mapping[str, Any]) -> str:
+  """Writes `{split: report}` to MODEL_DIR/truncation.json (atomically); returns the path."""
+  path = os.path.join(model_dir, TRUNCATION_FILENAME)
+  _write_json(path, {"time": time.time(), "splits": dict(reports)})
+  return path
+
+
+# ---------------------------------------------------------------------------
+# MODEL_DIR: model config and task table.
+# ---------------------------------------------------------------------------
+
+
+def _write_json(path: str, payload: Any) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _backup(path: str) -> str:
+  stem, ext = os.path.splitext(path)
+  backup = f"{stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
+  tf.io.gfile.copy(path, backup, overwrite=True)
+  return backup
+
+
+def config_dict(config: Any) -> Dict[str, Any]:
+  """JSON-able dict of a T5Config (the format of `t5x_checkpoints.read_config`)."""
+  from hyperprompt_jax import t5x_checkpoints  # pylint: disable=g-import-not-at-top
+  return t5x_checkpoints.config_to_dict(config)
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
+  """`'field: saved -> now'` for every differing field outside RUNTIME_FIELDS."""
+  out = []
+  for key in sorted(set(saved) | set(current)):
+    if key in RUNTIME_FIELDS:
+      continue
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if isinstance(a, list):
+      a = tuple(a)
+    if isinstance(b, list):
+      b = tuple(b)
+    if a != b:
+      out.append(f"{key}: {a!r} -> {b!r}")
+  return out
+
+
+def check_run_dir(model_dir: str, *, model_config: Optional[Any], task_table: Sequence[Any],
+                  mixture_or_task_name: str, allow_change: bool = False
+                  ) -> Callable[[], None]:
+  """Refuses (ValueError) a MODEL_DIR that holds a different model or task table.
+
+  Nothing is written here. Returns the function that saves this run's config and
+  table (call it on one process once the run is known to start, e.g. after its
+  checkpoint was restored); with `allow_change` it first keeps the files it
+  replaces as `*.replaced-<time>.json`.
+  """
+  from hyperprompt_tasks import task_table_io  # pylint: disable=g-import-not-at-top
+  problems, replace = [], []
+  config_path = os.path.join(model_dir, MODEL_CONFIG_FILENAME)
+  current = config_dict(model_config) if model_config is not None else None
+  if current is not None and tf.io.gfile.exists(config_path):
+    with tf.io.gfile.GFile(config_path) as f:
+      try:
+        saved = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path} is not valid JSON ({e}); it was not changed.") from None
+    diffs = config_differences(saved, current)
+    if diffs:
+      problems.append(f"model config ({config_path}): {', '.join(diffs)}")
+      replace.append(config_path)
+  if task_table:
+    try:
+      task_table_io.check_task_table(model_dir, task_table)
+    except ValueError as e:
+      problems.append(f"task table: {' '.join(str(e).split())}")
+      replace.append(task_table_io.task_table_path(model_dir))
+  if problems and not allow_change:
+    raise ValueError(
+        f"MODEL_DIR {model_dir} holds a run with a different " + "; ".join(problems) +
+        ". Use a new MODEL_DIR (INITIAL_CHECKPOINT_PATH can point at this one's checkpoint), "
+        "or pass --gin.ALLOW_CONFIG_CHANGE=True to continue here anyway.")
+
+  def commit() -> None:
+    tf.io.gfile.makedirs(model_dir)
+    if replace:
+      kept = [_backup(p) for p in replace]
+      logging.warning("ALLOW_CONFIG_CHANGE: continuing in %s despite %s; old files kept as %s",
+                      model_dir, "; ".join(problems), kept)
+      print(f"warning: ALLOW_CONFIG_CHANGE: {'; '.join(problems)}; previous files kept as "
+            f"{', '.join(kept)}.", flush=True)
+    if current is not None and (config_path in replace or not tf.io.gfile.exists(config_path)):
+      _write_json(config_path, current)
+    if task_table:
+      if task_table_io.task_table_path(model_dir) in replace:
+        task_table_io.save_task_table(model_dir, task_table, mixture_or_task_name)
+      else:
+        task_table_io.save_or_check_task_table(model_dir, task_table,
+                                               mixture_or_task_name=mixture_or_task_name)
+
+  return commit
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints.
+# ---------------------------------------------------------------------------
+
+
+def _flat_shapes(tree: Any) -> Dict[str, Tuple[int, ...]]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  out = {}
+  for path, leaf in flat:
+    name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                    for k in path)
+    out[name] = tuple(getattr(leaf, "shape", ()) or ())
+  return out
+
+
+def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
+                            item: str = "state") -> None:
+  """Raises ValueError naming the first parameter whose shape differs from the model's.
+
+  Args:
+    step_dir: a `checkpoint_<step>` folder.
+    abstract_tree: what will be restored (`checkpoints.state_tree(abstract_state)`:
+      `{'target': params, 'state': {...}}`).
+    item: the Orbax item holding it.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  try:
+    metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(step_dir) / item)
+  except (OSError, ValueError, FileNotFoundError) as e:
+    raise ValueError(f"cannot read the parameter shapes of {step_dir}: {e}") from None
+  saved = _flat_shapes(getattr(metadata, "tree", metadata))
+  wanted = _flat_shapes(abstract_tree)
+  # Parameters ('target/...') first: they are what a user recognises.
+  order = sorted(set(saved) | set(wanted), key=lambda k: (not k.startswith("target/"), k))
+  problems = []
+  for key in order:
+    name = key.split("/", 1)[-1] if key.startswith("target/") else key
+    kind = "parameter" if key.startswith("target/") else "optimizer / train state entry"
+    if key not in saved:
+      problems.append((kind, f"{kind} {name} is missing from the checkpoint"))
+    elif key not in wanted:
+      problems.append((kind, f"{kind} {name} is in the checkpoint but not in the model"))
+    elif saved[key] != wanted[key]:
+      problems.append((kind, f"{kind} {name}: {saved[key]} in the checkpoint, {wanted[key]} "
+                             "in the model"))
+  if not problems:
+    return
+  kind, first = problems[0]
+  more = sum(1 for k, _ in problems[1:] if k == kind)
+  raise ValueError(
+      f"checkpoint {step_dir} does not fit the model: {first}"
+      + (f" (and {more} more {kind.split()[0]}s)" if more else "")
+      + ". Resume it with the model and optimizer it was saved with, or start a new MODEL_DIR.")
