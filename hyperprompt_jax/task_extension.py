@@ -36,7 +36,9 @@ To then learn only the new task, train with `trainable='task_embeddings'`
 so the rows of tasks absent from every batch get an exactly-zero gradient and,
 with Adafactor (no weight decay) or any optimizer whose update of a zero
 gradient with zero history is zero, stay bit-identical; every other parameter
-is frozen by the optimizer.
+is frozen by the optimizer. The same holds for any task-indexed parameter, e.g.
+`trainable=['hyperprompt/task_embedding', 'hyperprompt/global_prompts']` (the new
+task's embedding and its own global prompt); bench/adaptation.md measures both.
 """
 
 from __future__ import annotations
