@@ -3,7 +3,8 @@
 Every run uses gin/testing/tiny_offline.gin (T5.1.1 tiny + HyperPrompt-Global on
 the offline mixture hyperprompt_offline_v1, one device, no evaluation). Importing
 this module also registers `reliability_test_empty_mixture`, whose second task
-has no training examples (`MIXTURE_OR_TASK_MODULE = 'reliability_testlib'`).
+has no training examples, and `reliability_test_reordered_offline`, the offline
+tasks in reverse order (`MIXTURE_OR_TASK_MODULE = 'reliability_testlib'`).
 """
 import hashlib
 import os
@@ -21,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_FILE = "testing/tiny_offline.gin"
 CACHE_DIR = os.path.join(tempfile.gettempdir(), f"hyperprompt_reliability_tests_{os.getuid()}")
 EMPTY_MIXTURE = "reliability_test_empty_mixture"
+REORDERED_MIXTURE = "reliability_test_reordered_offline"  # the offline table, reversed
 
 
 def gin_args(model_dir, *bindings, steps=None):
@@ -172,4 +174,12 @@ def _register_empty_mixture():
                                                      ("reliability_test_empty", 1.0)])
 
 
+def _register_reordered_mixture():
+  import hyperprompt_tasks  # pylint: disable=g-import-not-at-top
+  if REORDERED_MIXTURE not in seqio.MixtureRegistry.names():
+    hyperprompt_tasks.register_mixture(REORDERED_MIXTURE,
+                                       [(t, 1.0) for t in reversed(hyperprompt_tasks.offline.TASKS)])
+
+
 _register_empty_mixture()
+_register_reordered_mixture()

@@ -103,6 +103,23 @@ def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished
   # Runtime settings (dropout, dtype) are not part of the model: no flag needed.
   assert train_lib.main(rl.gin_args(model_dir, change, "DROPOUT_RATE=0.3", steps=0)) == 0
 
+  # A reordered mixture would give every task another task's embedding: refused, and
+  # accepted only with the flag (the old table kept).
+  reordered = [f"MIXTURE_OR_TASK_NAME='{rl.REORDERED_MIXTURE}'",
+               "MIXTURE_OR_TASK_MODULE='reliability_testlib'", change]
+  line = _refused(capsys, model_dir, *reordered)
+  assert "task table" in line and "index 0: saved 'offline_first_v1', now 'offline_ends_v1'" in line
+  with open(model_dir / "task_table.json") as f:
+    old_table = f.read()
+  assert train_lib.main(rl.gin_args(model_dir, *reordered, "ALLOW_CONFIG_CHANGE=True",
+                                    steps=0)) == 0
+  backups = [n for n in os.listdir(model_dir) if n.startswith("task_table.replaced-")]
+  assert len(backups) == 1
+  with open(model_dir / backups[0]) as f:
+    assert f.read() == old_table
+  with open(model_dir / "task_table.json") as f:
+    assert json.load(f)["tasks"][0] == "offline_ends_v1"
+
 
 def test_truncation_is_counted_per_task_and_written_to_model_dir(finished_run):
   with open(finished_run / preflight.TRUNCATION_FILENAME) as f:
