@@ -60,7 +60,8 @@ def _flat(params):
 def _init(model, seed):
   shapes = {"encoder_input_tokens": (8, LENGTHS["inputs"]),
             "decoder_input_tokens": (8, LENGTHS["targets"])}
-  return _flat(model.get_initial_variables(jax.random.PRNGKey(seed), shapes)["params"])
+  init = jax.jit(lambda key: model.get_initial_variables(key, shapes)["params"])  # eager: slow
+  return _flat(init(jax.random.PRNGKey(seed)))
 
 
 @pytest.fixture(scope="module")
