@@ -1,22 +1,26 @@
 # Copyright 2026 The hyperprompt-jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Non-finite losses, gradients and parameters: detected in the step, reported by name.
+"""Non-finite losses, gradients and parameters: detected, reported by name, never saved.
 
 Inside the jitted train step `guard_update(loss, grads, old_state, new_state,
-skip=...)` computes, for every update, whether the loss is finite and which
-parameters have a non-finite gradient or a non-finite value after the update
-(one bool per parameter, in `jax.tree_util` order, i.e. sorted paths), and, in
-skip mode, keeps the old parameters and optimizer state when anything is
-non-finite (the step counter still advances).
+skip=...)` flags, every update, a non-finite loss and each parameter whose
+gradient holds a NaN / Inf (one flag per parameter, in `jax.tree_util` order,
+i.e. sorted paths), from the per-parameter sums of squares that make up the
+gradient norm the step reports anyway: XLA computes them once, so the check adds
+no pass over the parameters or gradients. In skip mode a bad update keeps the
+old parameters and optimizer state (the step counter still advances).
 
 On the host `NonFiniteGuard` collects these reports without waiting for the
-device and checks them at the points where the loop synchronises anyway (log
-steps) and always before a checkpoint is written, so a bad state is never saved.
-The first bad update stops training with `NonFiniteError`, naming the step, the
-loss and the first offending parameter:
+device and checks them where the loop synchronises anyway (log steps) and
+before every checkpoint write; before a write it also checks the parameters
+themselves (an update can turn finite gradients into non-finite parameters,
+e.g. an infinite learning rate). So a bad state is never saved. The first bad
+update stops training with `NonFiniteError`, naming the step, the loss and the
+first offending parameter:
 
-  error: non-finite training at step 7: loss nan; gradients non-finite in 52 of 52
-  parameters (first: decoder/decoder_norm/scale); ... kept: checkpoint_5 ...
+  error: non-finite training at step 7: loss nan; gradients non-finite in 67 of 67
+  parameters (first: decoder/decoder_norm/scale). Training stopped before saving
+  this state; MODEL_DIR keeps .../checkpoint_5 (the latest complete checkpoint). ...
 """
 
 from __future__ import annotations
@@ -27,14 +31,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from hyperprompt_jax import reliability
 
-LOSS_KEY = "nonfinite/loss"
-GRADS_KEY = "nonfinite/grads"
-PARAMS_KEY = "nonfinite/params"
-LOSS_VALUE_KEY = "nonfinite/loss_value"  # the differentiated loss
-REPORT_KEYS = (LOSS_KEY, GRADS_KEY, PARAMS_KEY, LOSS_VALUE_KEY)
+LOSS_KEY = "nonfinite/loss"  # bool []: the loss is NaN / Inf
+GRADS_KEY = "nonfinite/grads"  # bool [P]: per parameter, its gradient is NaN / Inf
+LOSS_VALUE_KEY = "nonfinite/loss_value"  # float32 []: the differentiated loss
+REPORT_KEYS = (LOSS_KEY, GRADS_KEY, LOSS_VALUE_KEY)
 
 
 class NonFiniteError(reliability.RunStopped):
@@ -49,7 +53,7 @@ def param_paths(tree: Any) -> List[str]:
           for path, _ in flat]
 
 
-def _nonfinite_leaves(tree: Any) -> jax.Array:
+def nonfinite_leaves(tree: Any) -> jax.Array:
   """bool `[num_leaves]`: True where a leaf holds a NaN or Inf."""
   leaves = jax.tree_util.tree_leaves(tree)
   if not leaves:
@@ -65,19 +69,22 @@ def guard_update(loss: jax.Array, grads: Any, old_state: Any, new_state: Any,
     loss: the differentiated scalar loss.
     grads: its gradients (the params tree).
     old_state / new_state: `TrainState` before / after the update.
-    skip: keep `old_state` (with `new_state.step`) when anything is non-finite.
+    skip: keep `old_state`'s parameters and optimizer state (with
+      `new_state.step`) when the loss or the gradients are not finite.
 
   Returns:
-    the state to continue with, and `{LOSS_KEY: bool [], GRADS_KEY: bool [P],
-    PARAMS_KEY: bool [P], LOSS_VALUE_KEY: float32 []}` (True = non-finite).
+    the state to continue with, and the report (`REPORT_KEYS`; True = not finite).
   """
+  # Per parameter sum of squares: the terms of the global gradient norm the step
+  # reports anyway, NaN / Inf as soon as one entry is (or overflows when squared).
+  squares = jnp.stack([optax.tree.norm(g, squared=True)  # same ops: XLA shares them
+                       for g in jax.tree_util.tree_leaves(grads)])
   report = {LOSS_KEY: jnp.logical_not(jnp.isfinite(loss)),
-            LOSS_VALUE_KEY: jnp.asarray(loss, jnp.float32),
-            GRADS_KEY: _nonfinite_leaves(grads),
-            PARAMS_KEY: _nonfinite_leaves(new_state.params)}
+            GRADS_KEY: jnp.logical_not(jnp.isfinite(squares)),
+            LOSS_VALUE_KEY: jnp.asarray(loss, jnp.float32)}
   if not skip:
     return new_state, report
-  bad = report[LOSS_KEY] | jnp.any(report[GRADS_KEY]) | jnp.any(report[PARAMS_KEY])
+  bad = report[LOSS_KEY] | jnp.any(report[GRADS_KEY])
   kept = jax.tree_util.tree_map(lambda old, new: jnp.where(bad, old, new),
                                 (old_state.params, old_state.opt_state),
                                 (new_state.params, new_state.opt_state))
@@ -85,8 +92,12 @@ def guard_update(loss: jax.Array, grads: Any, old_state: Any, new_state: Any,
 
 
 def is_bad(report: Mapping[str, Any]) -> bool:
-  return bool(np.any(report[LOSS_KEY]) or np.any(report[GRADS_KEY]) or
-              np.any(report[PARAMS_KEY]))
+  return bool(np.any(report[LOSS_KEY]) or np.any(report[GRADS_KEY]))
+
+
+def _named(flags: Any, paths: Sequence[str]) -> Tuple[List[str], int]:
+  flags = np.asarray(flags)
+  return [paths[i] if i < len(paths) else f"#{i}" for i in np.flatnonzero(flags)], flags.size
 
 
 def describe(step: int, report: Mapping[str, Any], paths: Sequence[str],
@@ -97,12 +108,9 @@ def describe(step: int, report: Mapping[str, Any], paths: Sequence[str],
     parts.append(f"loss {loss if loss is not None else 'nan'}")
   elif loss is not None:
     parts.append(f"loss {loss:.6g} (finite)")
-  for key, what in ((GRADS_KEY, "gradients"), (PARAMS_KEY, "parameters after the update")):
-    flags = np.asarray(report[key])
-    if flags.any():
-      bad = [paths[i] if i < len(paths) else f"#{i}" for i in np.flatnonzero(flags)]
-      parts.append(f"{what} non-finite in {len(bad)} of {flags.size} parameters "
-                   f"(first: {bad[0]})")
+  bad, total = _named(report[GRADS_KEY], paths)
+  if bad:
+    parts.append(f"gradients non-finite in {len(bad)} of {total} parameters (first: {bad[0]})")
   return f"non-finite training at step {step}: " + "; ".join(parts)
 
 
@@ -126,44 +134,56 @@ class NonFiniteGuard:
     self.max_consecutive_skips = max_consecutive_skips
     self._before_stop = before_stop
     self._kept = kept
-    self._pending: List[Tuple[int, Dict[str, Any], Any]] = []
+    self._pending: List[Tuple[int, Dict[str, Any]]] = []
     self.skipped_steps: List[int] = []
     self._consecutive = 0
+    self._params_flags = jax.jit(nonfinite_leaves)
 
   def add(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Records the report of the update that made `step` (no device sync)."""
     if LOSS_KEY in metrics:
-      self._pending.append((int(step), {k: metrics[k] for k in REPORT_KEYS if k in metrics},
-                            metrics.get(LOSS_VALUE_KEY, metrics.get("loss"))))
+      self._pending.append((int(step), {k: metrics[k] for k in REPORT_KEYS if k in metrics}))
 
-  def check(self) -> None:
-    """Fetches the pending reports; raises NonFiniteError at the first bad step."""
-    if not self._pending:
+  def check(self, step: Optional[int] = None, params: Any = None) -> None:
+    """Fetches the pending reports (and checks `params`, if given, as of `step`).
+
+    Raises:
+      NonFiniteError: at the first bad update (skip mode: after too many in a row),
+        or if `params` hold a NaN / Inf.
+    """
+    if self._pending:
+      pending, self._pending = self._pending, []
+      for (bad_step, _), report in zip(pending, jax.device_get([r for _, r in pending])):
+        self._check_report(bad_step, report)
+    if params is not None:
+      bad, total = _named(jax.device_get(self._params_flags(params)), self.paths)
+      if bad:
+        self._stop(f"non-finite parameters at step {step}: {len(bad)} of {total} (first: "
+                   f"{bad[0]}) although the losses and gradients were finite: an optimizer "
+                   "update produced them (learning rate? optimizer settings?)", skippable=False)
+
+  def _check_report(self, step: int, report: Mapping[str, Any]) -> None:
+    if not is_bad(report):
+      self._consecutive = 0
       return
-    pending, self._pending = self._pending, []
-    fetched = jax.device_get([(r, loss) for _, r, loss in pending])
-    for (step, _, _), (report, loss) in zip(pending, fetched):
-      if not is_bad(report):
-        self._consecutive = 0
-        continue
-      loss_value = float(loss) if loss is not None else None
-      line = describe(step, report, self.paths, loss_value)
-      if self.skip:
-        self.skipped_steps.append(step)
-        self._consecutive += 1
-        print(f"warning: skipped the update of step {step} ({line}); "
-              f"{len(self.skipped_steps)} skipped so far.", flush=True)
-        logging.warning("skipped step %d: %s", step, line)
-        if self._consecutive < self.max_consecutive_skips:
-          continue
-        line = (f"{self._consecutive} consecutive updates were non-finite (steps "
-                f"{step - self._consecutive + 1}..{step}); last: {line}")
-      self._stop(line)
+    line = describe(step, report, self.paths, float(report[LOSS_VALUE_KEY])
+                    if LOSS_VALUE_KEY in report else None)
+    if self.skip:
+      self.skipped_steps.append(step)
+      self._consecutive += 1
+      print(f"warning: skipped the update of step {step} ({line}); "
+            f"{len(self.skipped_steps)} skipped so far.", flush=True)
+      logging.warning("skipped step %d: %s", step, line)
+      if self._consecutive < self.max_consecutive_skips:
+        return
+      line = (f"{self._consecutive} consecutive updates were non-finite (steps "
+              f"{step - self._consecutive + 1}..{step}); last: {line}")
+    self._stop(line)
 
-  def _stop(self, line: str) -> None:
+  def _stop(self, line: str, skippable: bool = True) -> None:
     if self._before_stop is not None:
       self._before_stop()
     kept = self._kept() if self._kept is not None else ""
-    hint = ("" if self.skip else " Fix the cause (learning rate, data, dtype) and rerun to "
-            "resume, or set SKIP_NONFINITE_STEPS = True to drop such updates.")
+    hint = ("" if self.skip or not skippable else " Fix the cause (learning rate, data, dtype) "
+            "and rerun to resume, or set SKIP_NONFINITE_STEPS = True to drop such updates.")
     raise NonFiniteError(f"{line}. Training stopped before saving this state{kept}.{hint}")

@@ -283,7 +283,7 @@ def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
 
 def _save_checkpoint(run: _Run, step: int, state: Any, force: bool = False) -> bool:
   if force or step % run.checkpoints.config.period == 0:
-    run.guard.check()  # a non-finite state is never written
+    run.guard.check(step, state.params)  # a non-finite state is never written
   saved = run.checkpoints.save(step, state, run.iterator, metadata={"seed": run.seed},
                                force=force)
   if saved:

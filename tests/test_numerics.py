@@ -2,6 +2,7 @@
 skip mode drops exactly the bad update. Faults are injected with HYPERPROMPT_FAULTS."""
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -85,10 +86,10 @@ def test_skip_mode_drops_only_the_bad_update(capsys, monkeypatch, tmp_path):
   assert int(states[3]["['state']['step']"]) == 3
 
 
-def _report(loss=False, grads=(), params=(), n=3):
-  flags = lambda bad: np.array([i in bad for i in range(n)])
-  return {numerics.LOSS_KEY: np.array(loss), numerics.GRADS_KEY: flags(grads),
-          numerics.PARAMS_KEY: flags(params)}
+def _report(loss=False, grads=(), n=3, value=2.5):
+  return {numerics.LOSS_KEY: np.array(loss),
+          numerics.GRADS_KEY: np.array([i in grads for i in range(n)]),
+          numerics.LOSS_VALUE_KEY: np.float32(np.nan if loss else value)}
 
 
 def test_guard_reports_the_first_bad_step_and_limits_consecutive_skips():
@@ -96,15 +97,14 @@ def test_guard_reports_the_first_bad_step_and_limits_consecutive_skips():
   stopped = []
   guard = numerics.NonFiniteGuard(paths, before_stop=lambda: stopped.append(True),
                                   kept=lambda: "; kept checkpoint_4")
-  for step, report in ((5, _report()), (6, _report(grads=(1, 2), params=(2,))),
+  for step, report in ((5, _report()), (6, _report(grads=(1, 2))),
                        (7, _report(loss=True, grads=(0, 1, 2)))):
-    guard.add(step, dict(report, loss=np.float32(2.5)))
+    guard.add(step, report)
   with pytest.raises(numerics.NonFiniteError) as e:
     guard.check()
   assert str(e.value).startswith(
       "non-finite training at step 6: loss 2.5 (finite); gradients non-finite in 2 of 3 "
-      "parameters (first: b/kernel); parameters after the update non-finite in 1 of 3 "
-      "parameters (first: c/scale). Training stopped before saving this state; kept "
+      "parameters (first: b/kernel). Training stopped before saving this state; kept "
       "checkpoint_4.")
   assert stopped == [True]
 
@@ -118,6 +118,15 @@ def test_guard_reports_the_first_bad_step_and_limits_consecutive_skips():
   with pytest.raises(numerics.NonFiniteError, match=r"2 consecutive updates were non-finite "
                      r"\(steps 3\.\.4\)"):
     skipper.check()
+
+
+def test_guard_checks_the_parameters_before_a_save():
+  guard = numerics.NonFiniteGuard(["a/kernel", "b/scale"], skip=True)
+  guard.check(3, {"a": {"kernel": jnp.ones((2, 2))}, "b": {"scale": jnp.ones((2,))}})
+  with pytest.raises(numerics.NonFiniteError, match=r"^non-finite parameters at step 3: 1 of 2 "
+                     r"\(first: b/scale\) although the losses and gradients were finite"):
+    guard.check(3, {"a": {"kernel": jnp.ones((2, 2))},
+                    "b": {"scale": jnp.array([1.0, jnp.inf])}})
 
 
 def test_fault_specs_are_parsed_strictly():
