@@ -263,10 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f.write(markdown(saved))
     print(f"Rewrote {args.output}.md from {args.output}.json", flush=True)
     return 0
-  os.chdir(REPO)
-  jax.config.update("jax_compilation_cache_dir", os.path.join(
-      tempfile.gettempdir(), f"hyperprompt_bench_jax_cache_{os.getuid()}"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  quality.enter_repo_with_compilation_cache()
   import hyperprompt_tasks  # pylint: disable=g-import-not-at-top
   owns_work_dir = args.work_dir is None
   work_dir = args.work_dir or tempfile.mkdtemp(prefix="hyperprompt_adaptation_")

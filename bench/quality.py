@@ -267,6 +267,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
+def enter_repo_with_compilation_cache() -> None:
+  """cd to the repository (gin files are given relative to it) and turn on jax's persistent
+  compilation cache, so runs of one method share their compiled programs (the seed is an
+  input)."""
+  os.chdir(REPO)
+  jax.config.update("jax_compilation_cache_dir", os.path.join(
+      tempfile.gettempdir(), f"hyperprompt_bench_jax_cache_{os.getuid()}"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
@@ -278,11 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f.write(markdown(saved["summary"], saved["meta"]))
     print(f"Rewrote {args.output}.md from {args.output}.json", flush=True)
     return 0
-  os.chdir(REPO)  # gin files are given relative to the repository
-  # Runs of one method share their compiled programs (the seed is an input).
-  jax.config.update("jax_compilation_cache_dir", os.path.join(
-      tempfile.gettempdir(), f"hyperprompt_bench_jax_cache_{os.getuid()}"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  enter_repo_with_compilation_cache()
   owns_work_dir = args.work_dir is None
   work_dir = args.work_dir or tempfile.mkdtemp(prefix="hyperprompt_quality_")
   start = time.time()

@@ -7,7 +7,8 @@ One run, one machine, all ratios against baselines measured in the same run:
   * our vanilla train step vs Hugging Face `transformers` T5 (PyTorch, CPU, same threads)
     full fine-tuning, and HF + PEFT prefix tuning vs our Prefix-Tuning;
   * achieved FLOP/s of our train step (XLA cost analysis) / measured f32 matmul peak;
-  * greedy decode tokens/s: vanilla, HyperPrompt-Global (hypernetworks), exported prompts, HF generate;
+  * greedy decode tokens/s: vanilla (with and without caching the cross-attention K/V),
+    HyperPrompt-Global (hypernetworks), exported prompts, HF generate;
   * peak memory of the train step (XLA memory analysis) and parameter counts per method.
 
 Writes bench/results.md, bench/results.json and bench/results.png.
@@ -64,13 +65,21 @@ HYPERPROMPT = dict(prompt_length=16, prompt_bottleneck_dim=32, task_embed_dim=32
 
 
 def methods() -> Dict[str, Dict[str, Any]]:
-  out = {"vanilla": dict(hyperprompt_variant="none")}
+  out = {"vanilla": dict(hyperprompt_variant="none"),
+         # t5x's TPU choice, for reference: the embedding as a one-hot matmul.
+         "vanilla_one_hot_embedding": dict(hyperprompt_variant="none", one_hot_embedding=True)}
   for v in ("share", "sep", "global"):
     out[f"hyperprompt_{v}"] = dict(hyperprompt_variant=v, **HYPERPROMPT)
   fields = {f.name for f in dataclasses.fields(network.T5Config)}
   if "conditioning" in fields:
     for name in ("prefix_tuning", "prompt_tuning", "adapters", "hyperformer"):
       out[name] = dict(conditioning=name, hyperprompt_variant="none")
+  # Backbone frozen (gradients and optimizer state of the conditioning parameters only),
+  # the setting of HF PEFT's prefix tuning.
+  out["hyperprompt_global_frozen_backbone"] = dict(out["hyperprompt_global"],
+                                                   _trainable="hyperprompt")
+  if "prefix_tuning" in out:
+    out["prefix_tuning_frozen_backbone"] = dict(out["prefix_tuning"], _trainable="prefix_tuning")
   return out
 
 
@@ -80,7 +89,9 @@ def make_config(shapes: Shapes, **overrides) -> network.T5Config:
                 num_decoder_layers=shapes.layers, head_dim=shapes.head_dim, mlp_dim=shapes.mlp,
                 mlp_activations=("gelu", "linear"), dropout_rate=0.0,
                 logits_via_embedding=False, num_tasks=shapes.num_tasks,
-                task_sentinel_id=shapes.vocab - 29)  # <extra_id_0> of T5's 32100-id vocabulary
+                task_sentinel_id=shapes.vocab - 29,  # <extra_id_0> of T5's 32100-id vocabulary
+                # Gathered embeddings, as on CPU/GPU (and in HF); t5x's one-hot matmul is a row.
+                one_hot_embedding=False)
   kwargs.update(overrides)
   return network.T5Config(**kwargs)
 
@@ -109,32 +120,44 @@ def timed(fn: Callable[[], Any], steps: int) -> List[float]:
   return times
 
 
-def prepare_train_step(cfg: network.T5Config, shapes: Shapes) -> Dict[str, Any]:
-  """Compiles forward+backward+Adafactor; returns its runner, XLA FLOPs and memory."""
+def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
+                       trainable: Optional[str] = None) -> Dict[str, Any]:
+  """Compiles forward+backward+Adafactor; returns its runner, XLA FLOPs and memory.
+
+  `trainable`: a top-level parameter collection (e.g. 'hyperprompt') that alone is
+  differentiated and updated; None trains every parameter.
+  """
   model = models.EncoderDecoderModel(network.Transformer(config=cfg))
   batch = make_batch(shapes, cfg)
   params = model.get_initial_variables(jax.random.PRNGKey(0), {
       "encoder_input_tokens": batch["encoder_input_tokens"].shape,
       "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  params = dict(params)
+  frozen = {} if trainable is None else {k: v for k, v in params.items() if k != trainable}
+  params = params if trainable is None else {trainable: params[trainable]}
   opt = optax.adafactor(1e-3)
   state = opt.init(params)
 
-  def step(params, state, batch):
-    (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, None)
+  def loss_fn(params, frozen, batch):
+    return model.loss_fn({**frozen, **params}, batch, None)
+
+  def step(params, state, frozen, batch):
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, frozen, batch)
     updates, state = opt.update(grads, state, params)
     return optax.apply_updates(params, updates), state, loss
 
   compile_start = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, batch).compile()
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, frozen, batch).compile()
   compile_s = time.perf_counter() - compile_start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   mem = compiled.memory_analysis()
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves((params, frozen)))
   carry = {"params": params, "state": state}
 
   def run():
-    carry["params"], carry["state"], loss = compiled(carry["params"], carry["state"], batch)
+    carry["params"], carry["state"], loss = compiled(carry["params"], carry["state"], frozen,
+                                                     batch)
     return loss
 
   jax.block_until_ready(run())  # warm-up
@@ -168,9 +191,8 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
   return 2 * n ** 3 / min(timed(lambda: mm(a, b), steps))
 
 
-def bench_decode(cfg: network.T5Config, shapes: Shapes, params=None, repeats: int = 3
-                 ) -> Dict[str, Any]:
-  """Greedy decode tokens/s (batch x target_len tokens per call, cached decoding)."""
+def prepare_decode(cfg: network.T5Config, shapes: Shapes, params=None) -> Callable[[], Any]:
+  """Compiled greedy decode of one batch (batch x target_len tokens, cached decoding)."""
   model = models.EncoderDecoderModel(network.Transformer(config=cfg))
   batch = make_batch(shapes, cfg)
   if params is None:
@@ -180,8 +202,31 @@ def bench_decode(cfg: network.T5Config, shapes: Shapes, params=None, repeats: in
   # The decode loop is a fixed-length scan, so every method decodes the same number of steps.
   predict = jax.jit(lambda p, b: model.predict_batch_with_aux(p, b)[0])
   jax.block_until_ready(predict(params, batch))
-  t = statistics.median(timed(lambda: predict(params, batch), repeats))
-  return {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
+  return lambda: predict(params, batch)
+
+
+def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
+  """Greedy decode tokens/s: vanilla (with and without the cross-attention K/V cache),
+  HyperPrompt-Global with its hypernetworks, and its exported prompts; timed round-robin."""
+  van_cfg = make_config(shapes, hyperprompt_variant="none")
+  glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
+  runners = {
+      "vanilla": prepare_decode(van_cfg, shapes),
+      "vanilla_t5x_cross_attention": prepare_decode(
+          van_cfg.replace(cache_cross_attention=False), shapes),
+      "hyperprompt_global": prepare_decode(glob_cfg, shapes),
+  }
+  from hyperprompt_jax import export  # pylint: disable=g-import-not-at-top
+  model = models.EncoderDecoderModel(network.Transformer(config=glob_cfg))
+  batch = make_batch(shapes, glob_cfg)
+  gparams = model.get_initial_variables(jax.random.PRNGKey(0), {
+      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  exp_cfg, exp_params = export.export_prompts(glob_cfg, gparams)
+  runners["exported_prompts"] = prepare_decode(exp_cfg, shapes, params=exp_params)
+  seconds = time_interleaved(runners, repeats)
+  return {name: {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
+          for name, t in seconds.items()}
 
 
 def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
@@ -231,7 +276,7 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
                                  min_new_tokens=shapes.target_len, do_sample=False, num_beams=1)
     gen()
     times = []
-    for _ in range(3):
+    for _ in range(shapes.steps):
       start = time.perf_counter()
       gen()
       times.append(time.perf_counter() - start)
@@ -241,7 +286,10 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
     prefix_model = peft.get_peft_model(
         transformers.T5ForConditionalGeneration(hf_cfg),
         peft.PrefixTuningConfig(task_type=peft.TaskType.SEQ_2_SEQ_LM,
-                                num_virtual_tokens=HYPERPROMPT["prompt_length"]))
+                                num_virtual_tokens=HYPERPROMPT["prompt_length"],
+                                # PEFT assumes heads x d_kv == d_model unless told.
+                                token_dim=shapes.heads * shapes.head_dim,
+                                num_attention_heads=shapes.heads))
     out["peft_prefix_train_step_s"] = train_time(prefix_model)
   except Exception as e:  # PEFT API drift must not sink the whole benchmark.
     out["peft_error"] = f"{type(e).__name__}: {e}"
@@ -284,7 +332,11 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
     lines.append(
         f"| {name} | {r['step_s']:.3f} | {r['train_ratio_vs_vanilla']:.3f} | {r['params']:,} | "
         f"{r['added_pct']:.3f} | {mem} | {r['flops'] / 1e9:.1f} | {r['mfu']:.2f} |")
-  lines += ["", f"Measured f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s.", ""]
+  lines += ["", f"Measured f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s. "
+            "Every method embeds tokens by gathering rows (`one_hot_embedding=False`, as "
+            "HF does); `vanilla_one_hot_embedding` is t5x's one-hot matmul (its TPU choice). "
+            "`*_frozen_backbone`: only the conditioning parameters are differentiated and "
+            "updated; every other row trains the whole model (multi-task fine-tuning).", ""]
   hf = results.get("hf", {})
   lines += ["## Against Hugging Face transformers (PyTorch, CPU, same threads)", ""]
   if "train_step_s" in hf:
@@ -293,16 +345,14 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
     ours = results["methods"]["vanilla"]["step_s"]
     lines.append(f"| full fine-tuning train step | {ours:.3f} | {hf['train_step_s']:.3f} | "
                  f"{ours / hf['train_step_s']:.3f} |")
-    if "peft_prefix_train_step_s" in hf and "prefix_tuning" in results["methods"]:
-      ours_p = results["methods"]["prefix_tuning"]["step_s"]
-      lines.append(f"| prefix tuning train step (PEFT) | {ours_p:.3f} | "
-                   f"{hf['peft_prefix_train_step_s']:.3f} | "
-                   f"{ours_p / hf['peft_prefix_train_step_s']:.3f} |")
-    if "peft_prefix_train_step_s" in hf:
-      g = results["methods"]["hyperprompt_global"]["step_s"]
-      lines.append(f"| HyperPrompt-Global vs PEFT prefix tuning | {g:.3f} | "
-                   f"{hf['peft_prefix_train_step_s']:.3f} | "
-                   f"{g / hf['peft_prefix_train_step_s']:.3f} |")
+    peft_s = hf.get("peft_prefix_train_step_s")
+    for label, ours_name in (("prefix tuning, frozen backbone (PEFT)",
+                              "prefix_tuning_frozen_backbone"),
+                             ("HyperPrompt-Global vs PEFT prefix tuning, frozen backbones",
+                              "hyperprompt_global_frozen_backbone")):
+      if peft_s and ours_name in results["methods"]:
+        ours_p = results["methods"][ours_name]["step_s"]
+        lines.append(f"| {label} | {ours_p:.3f} | {peft_s:.3f} | {ours_p / peft_s:.3f} |")
     if "peft_error" in hf:
       lines.append(f"\nPEFT prefix tuning could not run: {hf['peft_error']}")
     lines.append(f"\ntransformers {hf['transformers']}, torch {hf['torch']}.")
@@ -318,6 +368,14 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
   lines.append("")
   lines.append("Decode time ratios (time per token / vanilla): " + ", ".join(
       f"{n} {van / r['tokens_per_s']:.3f}" for n, r in results["decode"].items()))
+  lines.append("")
+  lines.append(f"Greedy decoding of the whole batch ({s['batch']} x {s['target_len']} tokens, "
+               "fixed length), timed round-robin like the train steps. `vanilla` keeps the "
+               "encoded inputs' cross-attention keys/values in the cache "
+               "(`cache_cross_attention=True`, the default); `vanilla_t5x_cross_attention` "
+               "projects them again at every step, as t5x does. `exported_prompts`: the "
+               "HyperPrompt-Global model after `export.export_prompts` (hypernetworks "
+               "dropped, per-task per-layer prompts kept).")
   return "\n".join(lines) + "\n"
 
 
@@ -342,8 +400,10 @@ def main(argv: List[str]) -> int:
   print(f"f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s", flush=True)
   prepared = {}
   for name, overrides in methods().items():
+    overrides = dict(overrides)
+    trainable = overrides.pop("_trainable", None)
     cfg = make_config(shapes, **overrides)
-    prepared[name] = prepare_train_step(cfg, shapes)
+    prepared[name] = prepare_train_step(cfg, shapes, trainable=trainable)
     base, added = params_lib.count(cfg)
     prepared[name]["added_pct"] = 100.0 * added / base
     print(f"compiled {name:22s} in {prepared[name]['compile_s']:.1f}s", flush=True)
@@ -356,22 +416,7 @@ def main(argv: List[str]) -> int:
     results["methods"][name] = r
     print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}", flush=True)
   prepared.clear()  # free the train states before decoding
-  # Decoding: vanilla, HyperPrompt-Global with hypernetworks, and exported prompts.
-  van_cfg = make_config(shapes, hyperprompt_variant="none")
-  results["decode"]["vanilla"] = bench_decode(van_cfg, shapes)
-  glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
-  results["decode"]["hyperprompt_global"] = bench_decode(glob_cfg, shapes)
-  try:
-    from hyperprompt_jax import export
-    model = models.EncoderDecoderModel(network.Transformer(config=glob_cfg))
-    batch = make_batch(shapes, glob_cfg)
-    gparams = model.get_initial_variables(jax.random.PRNGKey(0), {
-        "encoder_input_tokens": batch["encoder_input_tokens"].shape,
-        "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
-    exp_cfg, exp_params = export.export_prompts(glob_cfg, gparams)
-    results["decode"]["exported_prompts"] = bench_decode(exp_cfg, shapes, params=exp_params)
-  except ImportError:
-    pass
+  results["decode"] = bench_decode(shapes, repeats=shapes.steps)
   for name, r in results["decode"].items():
     print(f"decode {name:20s} {r['tokens_per_s']:.1f} tokens/s", flush=True)
   if not args.skip_hf:

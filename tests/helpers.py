@@ -1,4 +1,5 @@
 """Tiny models and batches shared by the tests."""
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +52,62 @@ def forward(module, params, batch, **kwargs):
   return module.apply({"params": params}, batch["encoder_input_tokens"],
                       batch["decoder_input_tokens"], batch["decoder_target_tokens"],
                       enable_dropout=False, **kwargs)
+
+
+def flat(tree):
+  """{'encoder/layers_0/...': leaf} of a (frozen or plain) nested dict."""
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
+
+
+# Tiny models compile ~2x faster without XLA's expensive CPU passes; results are the same
+# up to float rounding (the tests compare at 1e-5).
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
+                    "xla_llvm_disable_expensive_passes": True}
+
+
+def fast_jit(fn):
+  """`jax.jit(fn)` compiled with COMPILER_OPTIONS (one executable per input signature)."""
+  jitted = jax.jit(fn)
+  compiled = {}
+
+  def call(*args):
+    signature = jax.tree_util.tree_structure(args), tuple(
+        (np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+        for x in jax.tree_util.tree_leaves(args))
+    if signature not in compiled:
+      compiled[signature] = jitted.lower(*args).compile(compiler_options=COMPILER_OPTIONS)
+    return compiled[signature](*args)
+
+  return call
+
+
+def cached_decode_logits(module, params, batch):
+  """Decoder run one token at a time through the cache (t5x's decoding path), jitted.
+
+  The cache is initialised by a `decode=True` call on dummy inputs, as t5x's
+  `EncoderDecoderModel` does; each step feeds one decoder input token.
+
+  Returns (logits [B, Ld, V], cache).
+  """
+  @fast_jit
+  def run(params, enc, dec_in):
+    b, length = dec_in.shape
+    _, cache_vars = module.apply(
+        {"params": params}, jnp.ones_like(enc), jnp.ones((b, length), jnp.int32),
+        jnp.ones((b, length), jnp.int32), decode=True, enable_dropout=False, mutable=["cache"])
+    encoded = module.apply({"params": params}, enc, enable_dropout=False, method=module.encode)
+
+    def step(cache, tok):
+      logits, new_vars = module.apply(
+          {"params": params, "cache": cache}, encoded, enc, tok[:, None], tok[:, None],
+          enable_dropout=False, decode=True, max_decode_length=length, mutable=["cache"],
+          method=module.decode)
+      return new_vars["cache"], logits[:, 0]
+
+    cache, logits = jax.lax.scan(step, cache_vars["cache"], jnp.transpose(dec_in))
+    return jnp.transpose(logits, (1, 0, 2)), cache
+
+  return run(params, batch["encoder_input_tokens"], batch["decoder_input_tokens"])
 
 
 # Tiny Hugging Face T5s (transformers on the CPU), for checkpoint import/export tests.

@@ -1,7 +1,6 @@
 """The Transformer's t5x contract, HyperPrompt wiring and decoding."""
 import itertools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,31 +16,6 @@ VARIANTS = ("none", "share", "sep", "global")
 PLACEMENTS = ("encoder", "decoder", "both")
 
 
-def _flat(tree):
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
-
-
-def _cached_decode_logits(module, params, batch):
-  """Runs the decoder one token at a time through the cache, as t5x's decoding does."""
-  enc = batch["encoder_input_tokens"]
-  dec_in = batch["decoder_input_tokens"]
-  b, length = dec_in.shape
-  _, cache_vars = module.apply({"params": params}, jnp.ones_like(enc), jnp.ones((b, length), jnp.int32),
-                               jnp.ones((b, length), jnp.int32), decode=True,
-                               enable_dropout=False, mutable=["cache"])
-  cache = cache_vars["cache"]
-  encoded = module.apply({"params": params}, enc, enable_dropout=False, method=module.encode)
-  steps = []
-  for i in range(length):
-    tok = dec_in[:, i:i + 1]
-    logits, new_vars = module.apply({"params": params, "cache": cache}, encoded, enc, tok, tok,
-                                    enable_dropout=False, decode=True, max_decode_length=length,
-                                    mutable=["cache"], method=module.decode)
-    cache = new_vars["cache"]
-    steps.append(logits[:, 0])
-  return jnp.stack(steps, axis=1), cache
-
-
 @pytest.mark.parametrize("variant,placement",
                          [("none", "both")] + list(itertools.product(VARIANTS[1:], PLACEMENTS)))
 def test_cached_decoding_matches_full_forward(variant, placement):
@@ -49,12 +23,12 @@ def test_cached_decoding_matches_full_forward(variant, placement):
   module, variables = helpers.init_params(cfg)
   batch = helpers.mixed_batch()
   full = helpers.forward(module, variables["params"], batch)
-  cached, cache = _cached_decode_logits(module, variables["params"], batch)
+  cached, cache = helpers.cached_decode_logits(module, variables["params"], batch)
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   np.testing.assert_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], atol=1e-5,
                              rtol=0)
   # The prompts are never written into the per-token cache.
-  for path, value in _flat(cache).items():
+  for path, value in helpers.flat(cache).items():
     if path.endswith("cached_key"):
       assert value.shape[-1] == batch["decoder_input_tokens"].shape[1], path
 
@@ -66,7 +40,7 @@ def test_variant_none_is_vanilla_t5():
                                  prompt_bottleneck_dim=11)
   m1, v1 = helpers.init_params(vanilla)
   m2, v2 = helpers.init_params(disabled)
-  f1, f2 = _flat(v1["params"]), _flat(v2["params"])
+  f1, f2 = helpers.flat(v1["params"]), helpers.flat(v2["params"])
   assert f1.keys() == f2.keys()
   for k in f1:
     np.testing.assert_array_equal(f1[k], f2[k])
@@ -75,14 +49,14 @@ def test_variant_none_is_vanilla_t5():
                                 helpers.forward(m2, v2["params"], batch))
   # A HyperPrompt model holds the same backbone tree plus `hyperprompt/...`.
   _, v3 = helpers.init_params(helpers.tiny_config(hyperprompt_variant="global"))
-  backbone = {k for k in _flat(v3["params"]) if not k.startswith("hyperprompt/")}
+  backbone = {k for k in helpers.flat(v3["params"]) if not k.startswith("hyperprompt/")}
   assert backbone == set(f1.keys())
 
 
 def test_parameter_tree_uses_t5x_names():
   cfg = helpers.tiny_config(hyperprompt_variant="none")
   _, variables = helpers.init_params(cfg)
-  shapes = {k: v.shape for k, v in _flat(variables["params"]).items()}
+  shapes = {k: v.shape for k, v in helpers.flat(variables["params"]).items()}
   e, hd, f, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
   expected = {
       "token_embedder/embedding": (v, e),
@@ -115,7 +89,7 @@ def test_parameter_tree_uses_t5x_names():
 def test_t5_1_0_options_relu_and_tied_logits():
   cfg = helpers.tiny_config(mlp_activations=("relu",), logits_via_embedding=True)
   module, variables = helpers.init_params(cfg)
-  flat = _flat(variables["params"])
+  flat = helpers.flat(variables["params"])
   assert "decoder/logits_dense/kernel" not in flat
   assert "encoder/layers_0/mlp/wi/kernel" in flat
   logits = helpers.forward(module, variables["params"], helpers.mixed_batch())
@@ -126,8 +100,8 @@ def test_t5_1_0_options_relu_and_tied_logits():
 def test_every_parameter_has_logical_axes(variant):
   from hyperprompt_jax import partitioning
   _, variables = helpers.init_params(helpers.tiny_config(hyperprompt_variant=variant))
-  params = _flat(variables["params"])
-  axes = {k[:-len("_axes")]: v.names for k, v in _flat(variables["params_axes"]).items()}
+  params = helpers.flat(variables["params"])
+  axes = {k[:-len("_axes")]: v.names for k, v in helpers.flat(variables["params_axes"]).items()}
   assert set(params) == set(axes)
   known = {name for name, _ in partitioning.standard_logical_axis_rules()}
   for name, names in axes.items():
@@ -143,7 +117,7 @@ def test_gradients_reach_every_hyperprompt_parameter(variant):
   model = models.EncoderDecoderModel(module)
   batch = helpers.mixed_batch(task_of_row=(0, 1, 2, 0))
   grads = jax.grad(lambda p: model.loss_fn(p, batch, None)[0])(variables["params"])
-  flat = _flat(grads["hyperprompt"])
+  flat = helpers.flat(grads["hyperprompt"])
   assert flat
   for name, g in flat.items():
     assert np.all(np.isfinite(g)), name
@@ -285,3 +259,49 @@ def test_greedy_decoding_matches_argmax_of_full_forward():
       else:
         assert tokens[i, j] == argmax[i, j], (i, j)
   assert aux["scores"].shape == (4,)
+
+
+def test_one_hot_and_gathered_embeddings_agree():
+  """`one_hot_embedding` changes the computation only: same tree, logits and gradients."""
+  batch = helpers.mixed_batch()
+  results = []
+  for one_hot in (True, False):
+    cfg = helpers.tiny_config(one_hot_embedding=one_hot)
+    module, variables = helpers.init_params(cfg)
+    model = models.EncoderDecoderModel(module)
+    (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
+        variables["params"], batch, None)
+    results.append((helpers.forward(module, variables["params"], batch), loss,
+                    helpers.flat(grads)))
+  (logits_a, loss_a, grads_a), (logits_b, loss_b, grads_b) = results
+  np.testing.assert_allclose(logits_a, logits_b, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+  assert grads_a.keys() == grads_b.keys()
+  for name in grads_a:
+    np.testing.assert_allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5,
+                               err_msg=name)
+
+
+@pytest.mark.parametrize("variant", ["none", "global"])
+def test_cross_attention_cache_is_filled_once_and_matches_recomputing(variant):
+  """The encoded inputs' cross-attention K/V are projected at the first decode step and
+  reused; the logits equal t5x's recompute-every-step decoding."""
+  batch = helpers.mixed_batch()
+  logits, caches = [], []
+  for cache_cross in (True, False):
+    cfg = helpers.tiny_config(hyperprompt_variant=variant, cache_cross_attention=cache_cross)
+    module, variables = helpers.init_params(cfg)
+    out, cache = helpers.cached_decode_logits(module, variables["params"], batch)
+    logits.append(np.asarray(out))
+    caches.append(helpers.flat(cache))
+  np.testing.assert_allclose(logits[0], logits[1], atol=1e-6, rtol=0)
+  cross = {k: v for k, v in caches[0].items() if "encoder_decoder_attention" in k}
+  assert not any("encoder_decoder_attention" in k for k in caches[1])  # t5x's cache tree
+  enc_len = batch["encoder_input_tokens"].shape[1]
+  cfg = helpers.tiny_config()
+  for layer in range(cfg.num_decoder_layers):
+    prefix = f"decoder/layers_{layer}/encoder_decoder_attention/"
+    assert cross[prefix + "cached_cross_key"].shape == (4, enc_len, cfg.num_heads,
+                                                        cfg.head_dim)
+    assert np.abs(cross[prefix + "cached_cross_value"]).max() > 0  # filled, not the zero init
+    assert int(cross[prefix + "cache_index"]) == 1

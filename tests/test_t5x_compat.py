@@ -66,7 +66,7 @@ def _random_model(cfg, seed=0):
                                               enable_dropout=False))["params"]
   rng = np.random.RandomState(seed)
   params = {}
-  for path, leaf in sorted(_flat(shapes).items()):
+  for path, leaf in sorted(helpers.flat(shapes).items()):
     if len(leaf.shape) >= 2:
       value = rng.randn(*leaf.shape) / np.sqrt(leaf.shape[-2])
     elif path.endswith("scale"):
@@ -75,10 +75,6 @@ def _random_model(cfg, seed=0):
       value = 0.1 * rng.randn(*leaf.shape)
     params[path] = jnp.asarray(value, jnp.float32)
   return module, flax.traverse_util.unflatten_dict(params, sep="/")
-
-
-def _flat(tree):
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
 
 
 def beam_expand_cache(cache, beams):
@@ -174,8 +170,16 @@ def test_beam_expanded_cache_decoding_matches_full_forward(name):
   assert moved.any()
   assert not np.allclose(np.asarray(full_pre)[moved, -1], np.asarray(full_post)[moved, -1],
                          atol=1e-4)
-  for path, value in _flat(cache).items():
-    if path.endswith("cache_index"):
+  for path, value in helpers.flat(cache).items():
+    if "encoder_decoder_attention" in path:  # the encoded inputs' K/V, filled at step 0
+      if path.endswith("cache_index"):
+        assert np.ndim(value) == 0 and int(value) == 1, path
+      else:
+        # [B * beams, Le, H, D]; Prompt-Tuning's encoded inputs carry its soft prompt too.
+        soft_prompt = cfg.soft_prompt_length if name == "prompt_tuning" else 0
+        assert value.shape == (b * BEAMS, enc.shape[1] + soft_prompt, cfg.num_heads,
+                               cfg.head_dim), path
+    elif path.endswith("cache_index"):
       assert np.ndim(value) == 0 and int(value) == DEC_LEN, path
     else:
       # t5x's layout [B * beams, H, D, L]; nothing of the conditioning is written into it.
@@ -269,7 +273,7 @@ def test_stock_t5x_encoder_decoder_model(name):
   module, ours = helpers.init_params(cfg)
   assert jax.tree_util.tree_structure(flax.core.unfreeze(params)) == \
       jax.tree_util.tree_structure(flax.core.unfreeze(ours["params"]))
-  assert set(_flat(variables["params_axes"])) == {k + "_axes" for k in _flat(params)}
+  assert set(helpers.flat(variables["params_axes"])) == {k + "_axes" for k in helpers.flat(params)}
 
   # loss_fn and score_batch against our own forward pass.
   log_probs = jax.nn.log_softmax(helpers.forward(module, params, batch))
@@ -324,8 +328,8 @@ def test_t5x_partitioner_and_adafactor_accept_our_axes():
         jax.random.PRNGKey(0))
     # Raises "Incomplete adafactor spec" on a bad factor rule.
     state = train_state.FlaxOptimTrainState.create(model.optimizer_def, variables)
-    mesh_axes = _flat(partitioner.get_mesh_axes(state).state_dict()["target"])
-    assert set(mesh_axes) == set(_flat(variables["params"])), name
+    mesh_axes = helpers.flat(partitioner.get_mesh_axes(state).state_dict()["target"])
+    assert set(mesh_axes) == set(helpers.flat(variables["params"])), name
     top = "hyperprompt" if name.startswith("hyperprompt") else name
     conditioning = {k: v for k, v in mesh_axes.items() if k.split("/")[0] == top}
     assert conditioning, name

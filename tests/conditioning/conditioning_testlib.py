@@ -15,35 +15,13 @@ from hyperprompt_jax import models
 from hyperprompt_jax import network
 
 import helpers
-
-
-def flat(tree):
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
+from helpers import cached_decode_logits  # pylint: disable=unused-import
+from helpers import fast_jit
+from helpers import flat
 
 
 def count(tree) -> int:
   return int(sum(np.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(tree)))
-
-
-# Tiny models compile ~2x faster without XLA's expensive CPU passes; results are the same
-# up to float rounding (the tests compare at 1e-5).
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
-                    "xla_llvm_disable_expensive_passes": True}
-
-
-def fast_jit(fn):
-  """`jax.jit(fn)` compiled with COMPILER_OPTIONS (one executable per input signature)."""
-  jitted = jax.jit(fn)
-  compiled = {}
-
-  def call(*args):
-    signature = jax.tree_util.tree_structure(args), tuple(
-        (np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype) for x in jax.tree_util.tree_leaves(args))
-    if signature not in compiled:
-      compiled[signature] = jitted.lower(*args).compile(compiler_options=COMPILER_OPTIONS)
-    return compiled[signature](*args)
-
-  return call
 
 
 def abstract_variables(config, enc_len=9, dec_len=6):
@@ -94,32 +72,6 @@ def init(config, seed=0):
 def forward_fn(module):
   """Jitted full forward `(params, batch) -> logits [B, Ld, V]` (cached per module)."""
   return fast_jit(lambda p, b: helpers.forward(module, p, b))
-
-
-def cached_decode_logits(module, params, batch):
-  """Decoder run one token at a time through the cache (t5x's decoding path), jitted.
-
-  Returns (logits [B, Ld, V], cache).
-  """
-  @fast_jit
-  def run(params, enc, dec_in):
-    b, length = dec_in.shape
-    _, cache_vars = module.apply(
-        {"params": params}, jnp.ones_like(enc), jnp.ones((b, length), jnp.int32),
-        jnp.ones((b, length), jnp.int32), decode=True, enable_dropout=False, mutable=["cache"])
-    encoded = module.apply({"params": params}, enc, enable_dropout=False, method=module.encode)
-
-    def step(cache, tok):
-      logits, new_vars = module.apply(
-          {"params": params, "cache": cache}, encoded, enc, tok[:, None], tok[:, None],
-          enable_dropout=False, decode=True, max_decode_length=length, mutable=["cache"],
-          method=module.decode)
-      return new_vars["cache"], logits[:, 0]
-
-    cache, logits = jax.lax.scan(step, cache_vars["cache"], jnp.transpose(dec_in))
-    return jnp.transpose(logits, (1, 0, 2)), cache
-
-  return run(params, batch["encoder_input_tokens"], batch["decoder_input_tokens"])
 
 
 def assert_cached_decoding_matches_full_forward(config):
@@ -209,3 +161,16 @@ def assert_tasks_are_routed(config, per_task_leaves, task=1):
       assert not np.allclose(after[i], before[i], atol=1e-4), i
     else:
       np.testing.assert_allclose(after[i], before[i], atol=1e-6, rtol=0)
+
+
+def assert_zeroed_leaves_give_vanilla(config, collection, zero_if):
+  """Zeroing the leaves of `params[collection]` whose path satisfies `zero_if` gives
+  exactly the vanilla backbone (the method's seam is a pure residual there)."""
+  module, params = random_model(config)
+  sub = {k: (jnp.zeros_like(v) if zero_if(k) else v) for k, v in flat(params[collection]).items()}
+  params = dict(params, **{collection: flax.traverse_util.unflatten_dict(sub, sep="/")})
+  vanilla = forward_fn(network.Transformer(config=config.replace(conditioning="hyperprompt")))
+  backbone = {k: v for k, v in params.items() if k != collection}
+  batch = helpers.mixed_batch()
+  np.testing.assert_allclose(forward_fn(module)(params, batch), vanilla(backbone, batch),
+                             atol=1e-6)

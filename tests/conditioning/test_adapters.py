@@ -1,5 +1,4 @@
 """Adapters baseline: per-task Houlsby bottlenecks after self-attention and feed-forward."""
-import flax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -52,17 +51,7 @@ def test_adapter_weights_per_example_shapes_and_apply():
 
 def test_zero_up_projection_is_exactly_vanilla_t5():
   """The seam is a pure residual: with U = 0, u = 0 the model is the vanilla backbone."""
-  cfg = _config()
-  module, params = lib.random_model(cfg)
-  zeroed = lib.flat(params["adapters"])
-  zeroed = {k: (jnp.zeros_like(v) if "/up/" in k else v) for k, v in zeroed.items()}
-  params = dict(params, adapters=flax.traverse_util.unflatten_dict(zeroed, sep="/"))
-  vanilla = lib.forward_fn(network.Transformer(config=cfg.replace(
-      conditioning="hyperprompt")))
-  backbone = {k: v for k, v in params.items() if k != "adapters"}
-  batch = helpers.mixed_batch()
-  np.testing.assert_allclose(lib.forward_fn(module)(params, batch), vanilla(backbone, batch),
-                             atol=1e-6)
+  lib.assert_zeroed_leaves_give_vanilla(_config(), "adapters", lambda k: "/up/" in k)
 
 
 def test_gradients_reach_every_parameter():
