@@ -7,8 +7,8 @@ One run, one machine, all ratios against baselines measured in the same run:
   * our vanilla train step vs Hugging Face `transformers` T5 (PyTorch, CPU, same threads)
     full fine-tuning, and HF + PEFT prefix tuning vs our Prefix-Tuning;
   * achieved FLOP/s of our train step (XLA cost analysis) / measured f32 matmul peak;
-  * greedy decode tokens/s: vanilla (with and without caching the cross-attention K/V),
-    HyperPrompt-Global (hypernetworks), exported prompts, HF generate;
+  * greedy decode tokens/s: vanilla, HyperPrompt-Global (hypernetworks), exported prompts,
+    HF generate;
   * peak memory of the train step (XLA memory analysis) and parameter counts per method.
 
 Writes bench/results.md, bench/results.json and bench/results.png.
@@ -79,7 +79,9 @@ def methods() -> Dict[str, Dict[str, Any]]:
   out["hyperprompt_global_frozen_backbone"] = dict(out["hyperprompt_global"],
                                                    _trainable="hyperprompt")
   if "prefix_tuning" in out:
-    out["prefix_tuning_frozen_backbone"] = dict(out["prefix_tuning"], _trainable="prefix_tuning")
+    # PEFT's prefixes for T5 reach the decoder's self-attention only (its past_key_values).
+    out["prefix_tuning_frozen_backbone"] = dict(out["prefix_tuning"], prefix_placement="decoder",
+                                                _trainable="prefix_tuning")
   return out
 
 
@@ -169,6 +171,30 @@ def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
           "peak_bytes": peak, "params": n_params}
 
 
+def phase_times(cfg: network.T5Config, shapes: Shapes) -> Dict[str, float]:
+  """Median seconds of the train step's phases (vanilla): forward (loss), forward+backward,
+  and the Adafactor update alone; to locate a gap against HF's same phases."""
+  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
+  batch = make_batch(shapes, cfg)
+  params = model.get_initial_variables(jax.random.PRNGKey(0), {
+      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  loss = lambda p, b: model.loss_fn(p, b, None)[0]
+  forward = jax.jit(loss)
+  forward_backward = jax.jit(jax.value_and_grad(loss))
+  opt = optax.adafactor(1e-3)
+  state = opt.init(params)
+  grads = forward_backward(params, batch)[1]
+  update = jax.jit(opt.update)
+  out = {}
+  for name, fn in (("forward_s", lambda: forward(params, batch)),
+                   ("forward_backward_s", lambda: forward_backward(params, batch)),
+                   ("optimizer_s", lambda: update(grads, state, params))):
+    jax.block_until_ready(fn())
+    out[name] = statistics.median(timed(fn, shapes.steps))
+  return out
+
+
 def time_interleaved(runners: Dict[str, Callable[[], Any]], steps: int) -> Dict[str, float]:
   """Median seconds per call of each runner, measured round-robin.
 
@@ -206,14 +232,12 @@ def prepare_decode(cfg: network.T5Config, shapes: Shapes, params=None) -> Callab
 
 
 def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
-  """Greedy decode tokens/s: vanilla (with and without the cross-attention K/V cache),
-  HyperPrompt-Global with its hypernetworks, and its exported prompts; timed round-robin."""
+  """Greedy decode tokens/s: vanilla, HyperPrompt-Global with its hypernetworks, and its
+  exported prompts; timed round-robin."""
   van_cfg = make_config(shapes, hyperprompt_variant="none")
   glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
   runners = {
       "vanilla": prepare_decode(van_cfg, shapes),
-      "vanilla_t5x_cross_attention": prepare_decode(
-          van_cfg.replace(cache_cross_attention=False), shapes),
       "hyperprompt_global": prepare_decode(glob_cfg, shapes),
   }
   from hyperprompt_jax import export  # pylint: disable=g-import-not-at-top
@@ -270,6 +294,28 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
 
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   out["train_step_s"] = train_time(model)
+  # The same phases as `phase_times`.
+  def forward():
+    with torch.no_grad():
+      model(input_ids=inputs, labels=labels)
+
+  def forward_backward():
+    model.zero_grad(set_to_none=True)
+    model(input_ids=inputs, labels=labels).loss.backward()
+
+  hf_opt = transformers.optimization.Adafactor(
+      model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False,
+      warmup_init=False)
+  forward_backward()
+  for name, fn in (("forward_s", forward), ("forward_backward_s", forward_backward),
+                   ("optimizer_s", hf_opt.step)):
+    fn()
+    times = []
+    for _ in range(shapes.steps):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+    out[name] = statistics.median(times)
   model.eval()
   with torch.no_grad():
     gen = lambda: model.generate(input_ids=inputs, max_new_tokens=shapes.target_len,
@@ -336,7 +382,10 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
             "Every method embeds tokens by gathering rows (`one_hot_embedding=False`, as "
             "HF does); `vanilla_one_hot_embedding` is t5x's one-hot matmul (its TPU choice). "
             "`*_frozen_backbone`: only the conditioning parameters are differentiated and "
-            "updated; every other row trains the whole model (multi-task fine-tuning).", ""]
+            "updated; every other row trains the whole model (multi-task fine-tuning). "
+            "`prefix_tuning_frozen_backbone` puts its prefixes in the decoder only, where "
+            "HF PEFT's prefix tuning puts them for T5 (so neither backpropagates through the "
+            "encoder); HyperPrompt and the other rows condition encoder and decoder.", ""]
   hf = results.get("hf", {})
   lines += ["## Against Hugging Face transformers (PyTorch, CPU, same threads)", ""]
   if "train_step_s" in hf:
@@ -353,6 +402,14 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
       if peft_s and ours_name in results["methods"]:
         ours_p = results["methods"][ours_name]["step_s"]
         lines.append(f"| {label} | {ours_p:.3f} | {peft_s:.3f} | {ours_p / peft_s:.3f} |")
+    if "forward_s" in hf and "phases" in results:
+      lines += ["", "Phases of the full fine-tuning step (vanilla, medians, same run):", "",
+                "| phase | ours (s) | HF (s) | ours / HF |", "|---|---|---|---|"]
+      for key, label in (("forward_s", "forward (loss)"),
+                         ("forward_backward_s", "forward + backward"),
+                         ("optimizer_s", "Adafactor update")):
+        o, t = results["phases"][key], hf[key]
+        lines.append(f"| {label} | {o:.3f} | {t:.3f} | {o / t:.3f} |")
     if "peft_error" in hf:
       lines.append(f"\nPEFT prefix tuning could not run: {hf['peft_error']}")
     lines.append(f"\ntransformers {hf['transformers']}, torch {hf['torch']}.")
@@ -370,10 +427,7 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
       f"{n} {van / r['tokens_per_s']:.3f}" for n, r in results["decode"].items()))
   lines.append("")
   lines.append(f"Greedy decoding of the whole batch ({s['batch']} x {s['target_len']} tokens, "
-               "fixed length), timed round-robin like the train steps. `vanilla` keeps the "
-               "encoded inputs' cross-attention keys/values in the cache "
-               "(`cache_cross_attention=True`, the default); `vanilla_t5x_cross_attention` "
-               "projects them again at every step, as t5x does. `exported_prompts`: the "
+               "fixed length), timed round-robin like the train steps. `exported_prompts`: the "
                "HyperPrompt-Global model after `export.export_prompts` (hypernetworks "
                "dropped, per-task per-layer prompts kept).")
   return "\n".join(lines) + "\n"
@@ -416,6 +470,8 @@ def main(argv: List[str]) -> int:
     results["methods"][name] = r
     print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}", flush=True)
   prepared.clear()  # free the train states before decoding
+  results["phases"] = phase_times(make_config(shapes, hyperprompt_variant="none"), shapes)
+  print(f"phases (vanilla): {results['phases']}", flush=True)
   results["decode"] = bench_decode(shapes, repeats=shapes.steps)
   for name, r in results["decode"].items():
     print(f"decode {name:20s} {r['tokens_per_s']:.1f} tokens/s", flush=True)

@@ -146,27 +146,18 @@ class DenseGeneral(nn.Module):
   def __call__(self, inputs: Array) -> Array:
     features = _canonicalize_tuple(self.features)
     axis = _normalize_axes(_canonicalize_tuple(self.axis), inputs.ndim)
+    inputs = jnp.asarray(inputs, self.dtype)
     in_shape = tuple(inputs.shape[ax] for ax in axis)
+    kernel_shape = in_shape + features
     flat_shape = (int(np.prod(in_shape)), int(np.prod(features)))
 
     # As in t5x the kernel is initialised and stored in its 2-D shape, so fan-in
     # is prod(input dims) (E for q/k/v, H*D for the output projection).
     kernel = param_with_axes("kernel", self.kernel_init, flat_shape, jnp.float32,
                              axes=self.kernel_axes)
-    return dense_general(inputs, kernel, features=features, axis=axis, dtype=self.dtype)
-
-
-def dense_general(inputs: Array, kernel: Array, *, features: Tuple[int, ...],
-                  axis: Tuple[int, ...], dtype: DType) -> Array:
-  """`inputs [..., *in]` x 2-D `kernel [prod(in), prod(features)]` -> `[..., *features]`.
-
-  `axis` are the (non-negative) input axes contracted; DenseGeneral's computation.
-  """
-  inputs = jnp.asarray(inputs, dtype)
-  in_shape = tuple(inputs.shape[ax] for ax in axis)
-  kernel = jnp.asarray(kernel, dtype).reshape(in_shape + tuple(features))
-  contract = (tuple(axis), tuple(range(len(axis))))
-  return lax.dot_general(inputs, kernel, (contract, ((), ())))
+    kernel = jnp.asarray(kernel, self.dtype).reshape(kernel_shape)
+    contract = (axis, tuple(range(len(axis))))
+    return lax.dot_general(inputs, kernel, (contract, ((), ())))
 
 
 class Embed(nn.Module):
@@ -346,14 +337,6 @@ class MultiHeadDotProductAttention(nn.Module):
   autoregressive cache update, so it is never written into the cache; it is
   never masked and gets zero relative position bias. Queries and the output
   length are unchanged.
-
-  `cache_inputs_kv=True` (encoder-decoder attention while decoding) projects
-  `inputs_kv` (the encoded inputs, fixed for the whole decode) into keys and
-  values once, at the first step, and keeps them in the `cache` collection
-  (`cached_cross_key`/`cached_cross_value` `[B, Lk, H, D]` and a `cache_index`
-  that is 0 until they are filled), instead of projecting them again at every
-  step as t5x does. Beam search's cache expansion and reordering apply to them
-  like to the self-attention cache (batch-major, `cache_index` left alone).
   """
   num_heads: int
   head_dim: int
@@ -372,7 +355,6 @@ class MultiHeadDotProductAttention(nn.Module):
                key_prefix: Optional[Array] = None,
                value_prefix: Optional[Array] = None,
                decode: bool = False,
-               cache_inputs_kv: bool = False,
                deterministic: bool = False) -> Array:
     """Applies attention.
 
@@ -383,8 +365,6 @@ class MultiHeadDotProductAttention(nn.Module):
       bias: `[1 or B, H, Lq, Lk]` or None.
       key_prefix, value_prefix: `[B, P, H, D]` or None (both or neither).
       decode: autoregressive step with the `cache` collection.
-      cache_inputs_kv: keep the keys and values of `inputs_kv` in the `cache`
-        collection across decode steps (cross-attention while decoding).
       deterministic: disables dropout.
     Returns:
       `[B, Lq, E]`.
@@ -399,21 +379,9 @@ class MultiHeadDotProductAttention(nn.Module):
     def query_init(*args):
       return self.kernel_init(*args) / depth_scaling
 
-    if decode and cache_inputs_kv:
-      raise ValueError("decode (self-attention cache) and cache_inputs_kv (cross-attention "
-                       "cache) exclude each other.")
     query = projection(kernel_init=query_init, name="query")(inputs_q)
-    key_projection = projection(kernel_init=self.kernel_init, name="key")
-    value_projection = projection(kernel_init=self.kernel_init, name="value")
-    if cache_inputs_kv and self.has_variable("cache", "cached_cross_key"):
-      key, value = self._cached_inputs_kv(inputs_kv, key_projection, value_projection)
-    else:
-      key = key_projection(inputs_kv)
-      value = value_projection(inputs_kv)
-      if cache_inputs_kv:  # Cache initialisation (t5x calls with dummy inputs): empty slots.
-        self.variable("cache", "cached_cross_key", jnp.zeros, key.shape, key.dtype)
-        self.variable("cache", "cached_cross_value", jnp.zeros, value.shape, value.dtype)
-        self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
+    key = projection(kernel_init=self.kernel_init, name="key")(inputs_kv)
+    value = projection(kernel_init=self.kernel_init, name="value")(inputs_kv)
     query = with_sharding_constraint(query, ("batch", "length", "heads", "kv"))
     key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
     value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
@@ -481,32 +449,6 @@ class MultiHeadDotProductAttention(nn.Module):
     out = DenseGeneral(features=inputs_q.shape[-1], axis=(-2, -1), kernel_init=self.kernel_init,
                        kernel_axes=("joined_kv", "embed"), dtype=self.dtype, name="out")(x)
     return out
-
-  def _cached_inputs_kv(self, inputs_kv: Array, key_projection: nn.Module,
-                        value_projection: nn.Module) -> Tuple[Array, Array]:
-    """Keys and values `[B, Lk, H, D]` of `inputs_kv`, projected at the first step only."""
-    cached_key = self.variable("cache", "cached_cross_key", None)
-    cached_value = self.variable("cache", "cached_cross_value", None)
-    filled = self.variable("cache", "cache_index", None)
-    # The projections' kernels are read here and used inside lax.cond as plain arrays.
-    kernels = (key_projection.variables["params"]["kernel"],
-               value_projection.variables["params"]["kernel"])
-    project = functools.partial(dense_general, features=(self.num_heads, self.head_dim),
-                                axis=(inputs_kv.ndim - 1,), dtype=self.dtype)
-
-    def fill(operands):
-      x, k_kernel, v_kernel, _, _ = operands
-      key, value = project(x, k_kernel), project(x, v_kernel)
-      return key.astype(cached_key.value.dtype), value.astype(cached_value.value.dtype)
-
-    def reuse(operands):
-      return operands[3], operands[4]
-
-    key, value = lax.cond(filled.value > 0, reuse, fill,
-                          (inputs_kv, *kernels, cached_key.value, cached_value.value))
-    cached_key.value, cached_value.value = key, value
-    filled.value = jnp.ones_like(filled.value)
-    return key, value
 
 
 # ---------------------------------------------------------------------------

@@ -87,10 +87,6 @@ class T5Config:
       scatter-add); False gathers rows instead, which saves
       4 * B * L * V * E FLOPs per train step (~84 GFLOP at T5-small shapes,
       batch 8 x 160 tokens) and is faster on CPU and GPU.
-    cache_cross_attention: while decoding, project the encoded inputs into
-      cross-attention keys and values once and keep them in the `cache`
-      collection (t5x projects them again at every step, which dominates the
-      cost of a decode step at short targets); False is t5x's cache tree.
   """
   vocab_size: int
   # Activation dtype (parameters are always float32).
@@ -106,7 +102,6 @@ class T5Config:
   logits_via_embedding: bool = False
   float32_attention_logits: bool = False
   one_hot_embedding: bool = True
-  cache_cross_attention: bool = True
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
   layer_norm_epsilon: float = 1e-6
@@ -224,8 +219,7 @@ class DecoderLayer(nn.Module):
         num_heads=cfg.num_heads, dtype=cfg.dtype, head_dim=cfg.head_dim,
         dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
         name="encoder_decoder_attention")(y, encoded, encoder_decoder_mask,
-                                          deterministic=deterministic,
-                                          cache_inputs_kv=decode and cfg.cache_cross_attention)
+                                          deterministic=deterministic)
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = y + x
     z = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,

@@ -39,7 +39,7 @@ TRUNCATION_FILENAME = "truncation.json"
 # T5Config fields that may change between runs in one MODEL_DIR without
 # ALLOW_CONFIG_CHANGE: computation (not model) settings and initialisers.
 RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits", "one_hot_embedding",
-                  "cache_cross_attention", "prompt_init_stddev",
+                  "prompt_init_stddev",
                   "task_embed_init_stddev", "adapter_init_stddev")
 
 

@@ -280,28 +280,3 @@ def test_one_hot_and_gathered_embeddings_agree():
   for name in grads_a:
     np.testing.assert_allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5,
                                err_msg=name)
-
-
-@pytest.mark.parametrize("variant", ["none", "global"])
-def test_cross_attention_cache_is_filled_once_and_matches_recomputing(variant):
-  """The encoded inputs' cross-attention K/V are projected at the first decode step and
-  reused; the logits equal t5x's recompute-every-step decoding."""
-  batch = helpers.mixed_batch()
-  logits, caches = [], []
-  for cache_cross in (True, False):
-    cfg = helpers.tiny_config(hyperprompt_variant=variant, cache_cross_attention=cache_cross)
-    module, variables = helpers.init_params(cfg)
-    out, cache = helpers.cached_decode_logits(module, variables["params"], batch)
-    logits.append(np.asarray(out))
-    caches.append(helpers.flat(cache))
-  np.testing.assert_allclose(logits[0], logits[1], atol=1e-6, rtol=0)
-  cross = {k: v for k, v in caches[0].items() if "encoder_decoder_attention" in k}
-  assert not any("encoder_decoder_attention" in k for k in caches[1])  # t5x's cache tree
-  enc_len = batch["encoder_input_tokens"].shape[1]
-  cfg = helpers.tiny_config()
-  for layer in range(cfg.num_decoder_layers):
-    prefix = f"decoder/layers_{layer}/encoder_decoder_attention/"
-    assert cross[prefix + "cached_cross_key"].shape == (4, enc_len, cfg.num_heads,
-                                                        cfg.head_dim)
-    assert np.abs(cross[prefix + "cached_cross_value"]).max() > 0  # filled, not the zero init
-    assert int(cross[prefix + "cache_index"]) == 1
