@@ -76,8 +76,10 @@ class Trainer:
                skip_nonfinite_steps: bool = False):
     self.model = model
     self.skip_nonfinite_steps = skip_nonfinite_steps
+    trainable_patterns = (".*",)
     if isinstance(optimizer_def, optimizers_lib.OptimizerDef):
       self.tx, self.learning_rate_fn = optimizer_def.tx, optimizer_def.learning_rate_fn
+      trainable_patterns = optimizer_def.trainable_patterns
     elif optimizer_def is None:  # evaluation / inference only
       self.tx, self.learning_rate_fn = optax.identity(), None
     else:
@@ -93,6 +95,10 @@ class Trainer:
       raise ValueError("the model's variables have no `params_axes` collection; declare "
                        "parameters with flax.linen.partitioning.param_with_axes.")
     abstract_params = variables["params"]
+    # Paths of frozen parameters: the train step differentiates only the others.
+    self.frozen_paths = frozenset(
+        path for path in flax.traverse_util.flatten_dict(abstract_params, sep="/")
+        if not optimizers_lib.is_trainable(path, trainable_patterns))
     self.params_axes = variables["params_axes"]
     self.params_shardings = partitioner.params_shardings(variables["params_axes"],
                                                          abstract_params)
@@ -145,9 +151,7 @@ class Trainer:
 
   def _train_step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Dict[str, Any]]:
     dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    grad_fn = jax.value_and_grad(faults.poison_loss_fn(self.model.loss_fn, state.step),
-                                 has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, batch, dropout_rng)
+    (loss, metrics), grads = self._loss_and_grads(state.params, batch, dropout_rng, state.step)
     grads = faults.poison_grads(grads, state.step)  # fault-injection tests only
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -161,6 +165,36 @@ class Trainer:
     if self.learning_rate_fn is not None:
       metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
     return new_state, metrics
+
+  def _loss_and_grads(self, params, batch: Batch, dropout_rng, step):
+    """`((loss, metrics), grads)`; frozen parameters are not differentiated.
+
+    With frozen parameters the loss is differentiated with respect to the
+    trainable ones only, so XLA never computes the frozen weights' gradients
+    (for a frozen backbone: no weight-gradient matmuls in the backbone, and no
+    backward pass below the lowest trainable parameter). Their entries in
+    `grads` are zeros, which the optimizer (`optax.set_to_zero` on them)
+    ignores and which count 0 in the reported `grad_norm` (the norm of the
+    trainable gradients, the one gradient clipping sees).
+    """
+    loss_fn = faults.poison_loss_fn(self.model.loss_fn, step)
+    if not self.frozen_paths:
+      return jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_rng)
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
+    frozen = {k: v for k, v in flat.items() if k in self.frozen_paths}
+    trainable = {k: v for k, v in flat.items() if k not in self.frozen_paths}
+
+    def trainable_loss_fn(trainable, batch, dropout_rng):
+      merged = flax.traverse_util.unflatten_dict({**frozen, **trainable}, sep="/")
+      return loss_fn(merged, batch, dropout_rng)
+
+    out, trainable_grads = jax.value_and_grad(trainable_loss_fn, has_aux=True)(
+        trainable, batch, dropout_rng)
+    grads = flax.traverse_util.unflatten_dict(
+        {**{k: jnp.zeros_like(v) for k, v in frozen.items()}, **trainable_grads}, sep="/")
+    if isinstance(params, flax.core.FrozenDict):
+      grads = flax.core.freeze(grads)
+    return out, grads
 
   def _eval_step(self, params, batch: Batch) -> Dict[str, Any]:
     return self.model.eval_fn(params, batch)[1]
