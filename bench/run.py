@@ -114,6 +114,7 @@ def make_batch(shapes: Shapes, cfg: network.T5Config, seed: int = 0) -> Dict[str
 
 
 def timed(fn: Callable[[], Any], steps: int) -> List[float]:
+  """Seconds of each of `steps` calls, waiting for JAX results (others pass through)."""
   times = []
   for _ in range(steps):
     start = time.perf_counter()
@@ -285,12 +286,7 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
       opt.step()
 
     step()
-    times = []
-    for _ in range(shapes.steps):
-      start = time.perf_counter()
-      step()
-      times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(step, shapes.steps))
 
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   out["train_step_s"] = train_time(model)
@@ -310,23 +306,14 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
   for name, fn in (("forward_s", forward), ("forward_backward_s", forward_backward),
                    ("optimizer_s", hf_opt.step)):
     fn()
-    times = []
-    for _ in range(shapes.steps):
-      start = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - start)
-    out[name] = statistics.median(times)
+    out[name] = statistics.median(timed(fn, shapes.steps))
   model.eval()
   with torch.no_grad():
     gen = lambda: model.generate(input_ids=inputs, max_new_tokens=shapes.target_len,
                                  min_new_tokens=shapes.target_len, do_sample=False, num_beams=1)
     gen()
-    times = []
-    for _ in range(shapes.steps):
-      start = time.perf_counter()
-      gen()
-      times.append(time.perf_counter() - start)
-  out["generate_tokens_per_s"] = shapes.batch * shapes.target_len / statistics.median(times)
+    generate_s = statistics.median(timed(gen, shapes.steps))
+  out["generate_tokens_per_s"] = shapes.batch * shapes.target_len / generate_s
   try:
     import peft
     prefix_model = peft.get_peft_model(
