@@ -74,6 +74,11 @@ def methods() -> Dict[str, Dict[str, Any]]:
   if "conditioning" in fields:
     for name in ("prefix_tuning", "prompt_tuning", "adapters", "hyperformer"):
       out[name] = dict(conditioning=name, hyperprompt_variant="none")
+  # Where HyperPrompt's cost comes from: the prompt length, and each stack's share.
+  out["hyperprompt_share_prompt_length_1"] = dict(out["hyperprompt_share"], prompt_length=1)
+  for stack in ("encoder", "decoder"):
+    out[f"hyperprompt_share_{stack}_only"] = dict(out["hyperprompt_share"],
+                                                  hyperprompt_placement=stack)
   # Backbone frozen (gradients and optimizer state of the conditioning parameters only),
   # the setting of HF PEFT's prefix tuning.
   out["hyperprompt_global_frozen_backbone"] = dict(out["hyperprompt_global"],
@@ -372,7 +377,10 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
             "updated; every other row trains the whole model (multi-task fine-tuning). "
             "`prefix_tuning_frozen_backbone` puts its prefixes in the decoder only, where "
             "HF PEFT's prefix tuning puts them for T5 (so neither backpropagates through the "
-            "encoder); HyperPrompt and the other rows condition encoder and decoder.", ""]
+            "encoder); HyperPrompt and the other rows condition encoder and decoder. "
+            "`hyperprompt_share_prompt_length_1` / `_encoder_only` / `_decoder_only` split "
+            "HyperPrompt-Share's cost into what does not depend on the prompt length and each "
+            "stack's part.", ""]
   hf = results.get("hf", {})
   lines += ["## Against Hugging Face transformers (PyTorch, CPU, same threads)", ""]
   if "train_step_s" in hf:
