@@ -2,12 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """Non-finite losses, gradients and parameters: detected, reported by name, never saved.
 
-Inside the jitted train step `guard_update(loss, grads, old_state, new_state,
+Inside the jitted train step `guard_update(loss, grad_squares(grads), old_state, new_state,
 skip=...)` flags, every update, a non-finite loss and each parameter whose
 gradient holds a NaN / Inf (one flag per parameter, in `jax.tree_util` order,
-i.e. sorted paths), from the per-parameter sums of squares that make up the
-gradient norm the step reports anyway: XLA computes them once, so the check adds
-no pass over the parameters or gradients. In skip mode a bad update keeps the
+i.e. sorted paths), from the per-parameter sums of squares (`grad_squares`)
+that the step also sums into the gradient norm it reports, so the check adds no
+pass over the parameters or gradients. In skip mode a bad update keeps the
 old parameters and optimizer state (the step counter still advances).
 
 On the host `NonFiniteGuard` collects these reports without waiting for the
@@ -61,13 +61,23 @@ def nonfinite_leaves(tree: Any) -> jax.Array:
   return jnp.stack([jnp.logical_not(jnp.all(jnp.isfinite(x))) for x in leaves])
 
 
-def guard_update(loss: jax.Array, grads: Any, old_state: Any, new_state: Any,
+def grad_squares(grads: Any) -> jax.Array:
+  """float32 `[P]`: each parameter's gradient sum of squares (`jax.tree_util` order).
+
+  The terms of the global gradient norm (`sqrt(sum(...))`); a term is NaN / Inf
+  as soon as one entry of its gradient is (or overflows when squared).
+  """
+  return jnp.stack([optax.tree.norm(g, squared=True) for g in jax.tree_util.tree_leaves(grads)])
+
+
+def guard_update(loss: jax.Array, squares: jax.Array, old_state: Any, new_state: Any,
                  skip: bool = False) -> Tuple[Any, Dict[str, jax.Array]]:
   """`(state, report)` of one update (traced inside the train step).
 
   Args:
     loss: the differentiated scalar loss.
-    grads: its gradients (the params tree).
+    squares: `grad_squares(grads)` of its gradients, which the step also
+      turns into the gradient norm it reports (one computation for both).
     old_state / new_state: `TrainState` before / after the update.
     skip: keep `old_state`'s parameters and optimizer state (with
       `new_state.step`) when the loss or the gradients are not finite.
@@ -75,10 +85,6 @@ def guard_update(loss: jax.Array, grads: Any, old_state: Any, new_state: Any,
   Returns:
     the state to continue with, and the report (`REPORT_KEYS`; True = not finite).
   """
-  # Per parameter sum of squares: the terms of the global gradient norm the step
-  # reports anyway, NaN / Inf as soon as one entry is (or overflows when squared).
-  squares = jnp.stack([optax.tree.norm(g, squared=True)  # same ops: XLA shares them
-                       for g in jax.tree_util.tree_leaves(grads)])
   report = {LOSS_KEY: jnp.logical_not(jnp.isfinite(loss)),
             GRADS_KEY: jnp.logical_not(jnp.isfinite(squares)),
             LOSS_VALUE_KEY: jnp.asarray(loss, jnp.float32)}

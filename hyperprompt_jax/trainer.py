@@ -95,10 +95,12 @@ class Trainer:
       raise ValueError("the model's variables have no `params_axes` collection; declare "
                        "parameters with flax.linen.partitioning.param_with_axes.")
     abstract_params = variables["params"]
-    # Paths of frozen parameters: the train step differentiates only the others.
+    # Paths of frozen parameters (the optimizer's labels): the train step
+    # differentiates only the others.
+    labels = optimizers_lib.param_labels(abstract_params, trainable_patterns)
     self.frozen_paths = frozenset(
-        path for path in flax.traverse_util.flatten_dict(abstract_params, sep="/")
-        if not optimizers_lib.is_trainable(path, trainable_patterns))
+        path for path, label in flax.traverse_util.flatten_dict(labels, sep="/").items()
+        if label == optimizers_lib.FROZEN)
     self.params_axes = variables["params_axes"]
     self.params_shardings = partitioner.params_shardings(variables["params_axes"],
                                                          abstract_params)
@@ -156,12 +158,13 @@ class Trainer:
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Which parameters are non-finite; skip mode keeps the old state on a bad update.
+    squares = numerics.grad_squares(grads)
     new_state, report = numerics.guard_update(
-        loss, grads, state, state.replace(step=state.step + 1, params=params,
-                                          opt_state=opt_state),
+        loss, squares, state, state.replace(step=state.step + 1, params=params,
+                                            opt_state=opt_state),
         skip=self.skip_nonfinite_steps)
     metrics = dict(metrics, **report)
-    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["grad_norm"] = jnp.sqrt(jnp.sum(squares))
     if self.learning_rate_fn is not None:
       metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
     return new_state, metrics
