@@ -85,11 +85,6 @@ def adapt_args(model_dir: str, checkpoint: str, total_steps: int, seed: int,
                      f"--gin.{b}" for b in bindings]
 
 
-def _scores(metrics) -> Dict[str, float]:
-  return {evaluation.base_task_name(t): float(s)
-          for t, s in evaluation.task_scores(metrics).items() if t != evaluation.AVERAGE}
-
-
 def _history_scores(model_dir: str, step: int) -> Dict[str, float]:
   """Per-task scores the launcher recorded at `step` (metrics_history.json)."""
   with open(os.path.join(model_dir, summaries.HISTORY_FILENAME)) as f:
@@ -286,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(f"=== base: python -m hyperprompt_jax.train {quality.command_line(b_args)}",
             flush=True)
       base_result = quality.run_launcher(b_args)
-      base_scores, base_step = _scores(base_result.eval_metrics), base_result.step
+      base_scores, base_step = quality.task_scores(base_result.eval_metrics), base_result.step
     checkpoint = os.path.join(base_dir, f"checkpoint_{base_step}")
     base_params = t5x_checkpoints.flatten(t5x_checkpoints.load_params(checkpoint))
 
@@ -311,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       adapted = t5x_checkpoints.flatten(jax.device_get(adapt_result.state.params))
       trained = [EMBEDDING] + ([PROMPTS] if key == "embedding_and_prompt" else [])
       results[key] = {
-          "what": what, "after": _scores(adapt_result.eval_metrics),
+          "what": what, "after": quality.task_scores(adapt_result.eval_metrics),
           "params": compare_params(base_params, adapted, num_old_tasks=len(saved)),
           "trainable_values": int(sum(np.prod(adapted[k].shape) for k in trained)),
           "new_task_values": int(sum(np.prod(adapted[k].shape[1:]) for k in trained)),

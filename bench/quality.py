@@ -104,6 +104,12 @@ def param_counts(params: Any) -> Dict[str, int]:
   return {"total": total, "conditioning": cond}
 
 
+def task_scores(metrics) -> Dict[str, float]:
+  """{base task name: score} of the launcher's evaluation metrics (no average)."""
+  return {evaluation.base_task_name(t): float(s)
+          for t, s in evaluation.task_scores(metrics).items() if t != evaluation.AVERAGE}
+
+
 def run_one(method: str, seed: int, steps: int, work_dir: str,
             extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
   """Trains and evaluates one (method, seed); returns its scores and facts."""
@@ -116,9 +122,7 @@ def run_one(method: str, seed: int, steps: int, work_dir: str,
         flush=True)
   start = time.time()
   result = run_launcher(args)
-  scores = {evaluation.base_task_name(t): float(s)
-            for t, s in evaluation.task_scores(result.eval_metrics).items()
-            if t != evaluation.AVERAGE}
+  scores = task_scores(result.eval_metrics)
   return {"method": method, "seed": seed, "step": int(result.step),
           "train_loss": result.train_loss, "scores": scores,
           "average": float(np.mean(list(scores.values()))),

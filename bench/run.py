@@ -128,6 +128,19 @@ def timed(fn: Callable[[], Any], steps: int) -> List[float]:
   return times
 
 
+def init_model(cfg: network.T5Config, shapes: Shapes, init: bool = True):
+  """`(model, batch, params)`: the model of `cfg`, its benchmark batch, params of seed 0
+  (None with `init=False`)."""
+  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
+  batch = make_batch(shapes, cfg)
+  if not init:
+    return model, batch, None
+  params = model.get_initial_variables(jax.random.PRNGKey(0), {
+      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
+      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  return model, batch, params
+
+
 def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
                        trainable: Optional[str] = None) -> Dict[str, Any]:
   """Compiles forward+backward+Adafactor; returns its runner, XLA FLOPs and memory.
@@ -135,11 +148,7 @@ def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
   `trainable`: a top-level parameter collection (e.g. 'hyperprompt') that alone is
   differentiated and updated; None trains every parameter.
   """
-  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
-  batch = make_batch(shapes, cfg)
-  params = model.get_initial_variables(jax.random.PRNGKey(0), {
-      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
-      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  model, batch, params = init_model(cfg, shapes)
   params = dict(params)
   frozen = {} if trainable is None else {k: v for k, v in params.items() if k != trainable}
   params = params if trainable is None else {trainable: params[trainable]}
@@ -180,11 +189,7 @@ def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
 def phase_times(cfg: network.T5Config, shapes: Shapes) -> Dict[str, float]:
   """Median seconds of the train step's phases (vanilla): forward (loss), forward+backward,
   and the Adafactor update alone; to locate a gap against HF's same phases."""
-  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
-  batch = make_batch(shapes, cfg)
-  params = model.get_initial_variables(jax.random.PRNGKey(0), {
-      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
-      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  model, batch, params = init_model(cfg, shapes)
   loss = lambda p, b: model.loss_fn(p, b, None)[0]
   forward = jax.jit(loss)
   forward_backward = jax.jit(jax.value_and_grad(loss))
@@ -225,12 +230,8 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
 
 def prepare_decode(cfg: network.T5Config, shapes: Shapes, params=None) -> Callable[[], Any]:
   """Compiled greedy decode of one batch (batch x target_len tokens, cached decoding)."""
-  model = models.EncoderDecoderModel(network.Transformer(config=cfg))
-  batch = make_batch(shapes, cfg)
-  if params is None:
-    params = model.get_initial_variables(jax.random.PRNGKey(0), {
-        "encoder_input_tokens": batch["encoder_input_tokens"].shape,
-        "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
+  model, batch, initial = init_model(cfg, shapes, init=params is None)
+  params = initial if params is None else params
   # The decode loop is a fixed-length scan, so every method decodes the same number of steps.
   predict = jax.jit(lambda p, b: model.predict_batch_with_aux(p, b)[0])
   jax.block_until_ready(predict(params, batch))
@@ -242,17 +243,13 @@ def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
   exported prompts; timed round-robin."""
   van_cfg = make_config(shapes, hyperprompt_variant="none")
   glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
+  from hyperprompt_jax import export  # pylint: disable=g-import-not-at-top
+  _, _, glob_params = init_model(glob_cfg, shapes)  # one init for both Global models
   runners = {
       "vanilla": prepare_decode(van_cfg, shapes),
-      "hyperprompt_global": prepare_decode(glob_cfg, shapes),
+      "hyperprompt_global": prepare_decode(glob_cfg, shapes, params=glob_params),
   }
-  from hyperprompt_jax import export  # pylint: disable=g-import-not-at-top
-  model = models.EncoderDecoderModel(network.Transformer(config=glob_cfg))
-  batch = make_batch(shapes, glob_cfg)
-  gparams = model.get_initial_variables(jax.random.PRNGKey(0), {
-      "encoder_input_tokens": batch["encoder_input_tokens"].shape,
-      "decoder_input_tokens": batch["decoder_input_tokens"].shape})["params"]
-  exp_cfg, exp_params = export.export_prompts(glob_cfg, gparams)
+  exp_cfg, exp_params = export.export_prompts(glob_cfg, glob_params)
   runners["exported_prompts"] = prepare_decode(exp_cfg, shapes, params=exp_params)
   seconds = time_interleaved(runners, repeats)
   return {name: {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
