@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tokenize
 from typing import Iterable, List, Optional, Sequence
 
 import gin
+
+from hyperprompt_jax import errors
 
 # The `gin/` directory of this project (next to the package in a source checkout).
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
@@ -59,7 +62,7 @@ def rewrite_gin_args(args: Sequence[str]) -> List[str]:
   for arg in args:
     if arg.startswith("--gin."):
       if "=" not in arg:
-        raise ValueError(f"Gin override {arg!r} must have the form --gin.KEY=VALUE.")
+        raise errors.ConfigError(f"Gin override {arg!r} must have the form --gin.KEY=VALUE.")
       key, value = arg[len("--gin."):].split("=", 1)
       out.append(f"--gin_bindings={key} = {value}")
     else:
@@ -84,9 +87,9 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
     files = [resolve_gin_file(f, search_paths) for f in gin_files]
     gin.parse_config_files_and_bindings(files, list(defaults) + list(gin_bindings),
                                         finalize_config=finalize)
-  except (ValueError, KeyError, SyntaxError, IOError, TypeError, NameError, ImportError,
-          AttributeError) as e:
-    raise ValueError(f"Bad gin configuration: {e}") from None
+  except (ValueError, KeyError, SyntaxError, tokenize.TokenError, IOError, TypeError, NameError,
+          ImportError, AttributeError) as e:  # all raised by gin for what the files say
+    raise errors.ConfigError(f"Bad gin configuration: {e}") from None
 
 
 def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
@@ -97,7 +100,7 @@ def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
     candidate = os.path.join(path, name)
     if os.path.exists(candidate):
       return candidate
-  raise IOError(f"gin file {name!r} not found (searched {', '.join(search_paths)})")
+  raise errors.ConfigError(f"gin file {name!r} not found (searched {', '.join(search_paths)})")
 
 
 def gin_files_for(names: Sequence[str]) -> List[str]:

@@ -10,8 +10,10 @@
   --seqio_additional_cache_dirs   more directories with cached seqio tasks
   --coordinator_address, --process_count, --process_index   multi-host (jax.distributed)
 
-Configuration mistakes (bad gin, unknown names, inconsistent settings) end the
-command with one `error:` line on stderr and exit status 2, not a traceback.
+Configuration mistakes (bad gin, unknown names, inconsistent settings: the
+checks raise `errors.ConfigError`, and gin's own parse and binding errors) end
+the command with one `error:` line on stderr and exit status 2. Any other
+exception is a bug: it propagates with its traceback (and a non-zero status).
 """
 
 from __future__ import annotations
@@ -23,21 +25,23 @@ import logging
 import os
 import sys
 import tokenize
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gin
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import gin_checks
 from hyperprompt_jax import gin_utils
 from hyperprompt_jax import partitioning
 from hyperprompt_jax import reliability
 
-EXIT_CONFIG_ERROR = 2
+EXIT_CONFIG_ERROR = errors.EXIT_STATUS
 _REGISTERED: Dict[int, Callable[..., Any]] = {}
+_GIN_DIR = os.path.dirname(gin.__file__)
 
-
-class ConfigurationError(ValueError):
-  """A run cannot start as configured (reported as one line by the commands)."""
+# The one class of deliberate refusals (kept under its old name here).
+ConfigurationError = errors.ConfigError
 
 
 class CheckFailed(RuntimeError):
@@ -59,16 +63,27 @@ def one_line(message: str) -> str:
   return " | ".join(parts)
 
 
+def raised_by_gin(e: BaseException) -> bool:
+  """Whether gin itself raised `e` (a missing required binding, a bad reference)."""
+  frames = traceback.extract_tb(e.__traceback__)
+  return bool(frames) and frames[-1].filename.startswith(_GIN_DIR)
+
+
 @contextlib.contextmanager
 def configuration_errors():
-  """Turns ValueError / KeyError / TypeError / OSError raised inside into ConfigurationError."""
+  """Folds a `ConfigError` (or an error gin raised) into one line; anything else propagates.
+
+  A bug (a `TypeError` in the network, a `KeyError` in a lookup) keeps its type and
+  traceback: only deliberate refusals become the command's `error:` line.
+  """
   try:
     yield
-  except ConfigurationError:
-    raise
-  except (ValueError, KeyError, TypeError, OSError) as e:
-    text = e.args[0] if isinstance(e, KeyError) and e.args else e
-    raise ConfigurationError(one_line(str(text))) from e
+  except ConfigurationError as e:
+    raise ConfigurationError(one_line(str(e))) from e
+  except (ValueError, RuntimeError) as e:
+    if not raised_by_gin(e):
+      raise
+    raise ConfigurationError(one_line(str(e))) from e
 
 
 def _culprit(bindings: Sequence[str]) -> Optional[str]:
@@ -147,24 +162,14 @@ def run(entry_point: Callable[..., Any], argv: Sequence[str], description: str =
     try:
       gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
       gin_checks.check_cli_macros(args.gin_bindings)  # a typo'd macro gin accepts
-    except Exception as e:  # pylint: disable=broad-except
+    except ConfigurationError as e:
       message = str(e)
       if not message.startswith("Bad gin configuration"):
         message = f"Bad gin configuration: {_culprit(args.gin_bindings) or message}"
       raise ConfigurationError(one_line(message)) from e
   logging.info("gin configuration:\n%s", gin.config_str())
-  try:
+  with configuration_errors():
     return configured()
-  except ConfigurationError as e:
-    raise ConfigurationError(one_line(str(e))) from e.__cause__
-  except ValueError as e:
-    if "gin" in str(e) or "macro" in str(e) or "bindings" in str(e):
-      raise ConfigurationError(one_line(str(e))) from e
-    raise
-  except RuntimeError as e:
-    if "Required bindings" in str(e) or "gin.REQUIRED" in str(e):
-      raise ConfigurationError(one_line(str(e))) from e
-    raise
 
 
 def main(entry_point: Callable[..., Any], argv: Optional[List[str]] = None,

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import struct
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import layers
 from hyperprompt_jax import task_ids as task_ids_lib
 from hyperprompt_jax import conditioning as conditioning_lib
@@ -135,21 +136,21 @@ def validate_config(config: T5Config) -> None:
   """Raises ValueError naming the first inconsistent field of `config`."""
   conditioning_lib.validate_config(config)
   if config.hyperprompt_variant not in hyperprompt_lib.VARIANTS:
-    raise ValueError(f"T5Config.hyperprompt_variant must be one of "
-                     f"{hyperprompt_lib.VARIANTS}, got {config.hyperprompt_variant!r}.")
+    raise errors.ConfigError(f"T5Config.hyperprompt_variant must be one of "
+                             f"{hyperprompt_lib.VARIANTS}, got {config.hyperprompt_variant!r}.")
   if config.hyperprompt_placement not in hyperprompt_lib.PLACEMENTS:
-    raise ValueError(f"T5Config.hyperprompt_placement must be one of "
-                     f"{hyperprompt_lib.PLACEMENTS}, got {config.hyperprompt_placement!r}.")
+    raise errors.ConfigError(f"T5Config.hyperprompt_placement must be one of "
+                             f"{hyperprompt_lib.PLACEMENTS}, got {config.hyperprompt_placement!r}.")
   if config.num_tasks < 1:
-    raise ValueError(f"T5Config.num_tasks must be >= 1, got {config.num_tasks}.")
+    raise errors.ConfigError(f"T5Config.num_tasks must be >= 1, got {config.num_tasks}.")
   for name in ("prompt_length", "prompt_bottleneck_dim", "task_embed_dim", "layer_task_dim",
                "task_hidden_dim"):
     if getattr(config, name) < 1:
-      raise ValueError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
+      raise errors.ConfigError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
   lowest = config.task_sentinel_id - (config.num_tasks - 1)
   if conditioning_lib.active_method(config) != "none" and not (
       0 < lowest and config.task_sentinel_id < config.vocab_size):
-    raise ValueError(
+    raise errors.ConfigError(
         f"task sentinels {lowest}..{config.task_sentinel_id} (task_sentinel_id="
         f"{config.task_sentinel_id}, num_tasks={config.num_tasks}) must lie inside the "
         f"vocabulary of size {config.vocab_size}.")
@@ -382,7 +383,7 @@ class Transformer(nn.Module):
     if self._conditioner("input") is None:
       return valid
     if encoder_segment_ids is not None:
-      raise ValueError(
+      raise errors.ConfigError(
           "conditioning='prompt_tuning' does not support packed inputs (segment ids were "
           "passed): each row gets one task's soft prompt; use pack=False.")
     return prompt_tuning_lib.extend_valid(valid, self.config.soft_prompt_length)

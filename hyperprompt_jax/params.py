@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import gin_utils
 from hyperprompt_jax import network
 
@@ -108,9 +109,9 @@ def main(argv: Sequence[str]) -> int:
     parser.error("give --gin_file (a model size and optionally a conditioning file) or --table")
   try:
     cfg = config_from_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-  except ValueError as e:
+  except errors.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return errors.EXIT_STATUS
   base, added = count(cfg)
   print("| model | base params | added params | added % |\n|---|---|---|---|")
   method = cfg.conditioning if cfg.conditioning != "hyperprompt" else cfg.hyperprompt_variant

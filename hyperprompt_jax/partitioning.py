@@ -38,6 +38,8 @@ from flax.linen import partitioning as nn_partitioning
 from jax.sharding import AbstractMesh, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hyperprompt_jax import errors
+
 LogicalAxisRules = Sequence[Tuple[str, Optional[str]]]
 
 CONDITIONING_AXIS_RULES: LogicalAxisRules = (
@@ -90,7 +92,7 @@ def standard_logical_axis_rules(activation_partitioning_dims: int = 1,
     additional_rules: rules that take precedence (prepended).
   """
   if activation_partitioning_dims not in (1, 2) or parameter_partitioning_dims not in (1, 2):
-    raise ValueError("partitioning dims must be 1 or 2.")
+    raise errors.ConfigError("partitioning dims must be 1 or 2.")
   rules = [("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("heads", "model"),
            ("kv", None), ("joined_kv", "model")]
   if activation_partitioning_dims == 2 or parameter_partitioning_dims == 2:
@@ -145,7 +147,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     jax.distributed.initialize()
   else:
     if coordinator_address is None or process_count is None or process_index is None:
-      raise ValueError(
+      raise errors.ConfigError(
           "multi-host runs need all of --coordinator_address, --process_count and "
           f"--process_index (got {coordinator_address!r}, {process_count!r}, "
           f"{process_index!r}).")
@@ -158,28 +160,28 @@ def mesh_shape_for(num_devices: int, mesh_shape: Optional[Sequence[int]] = None,
                    num_partitions: Optional[int] = None) -> Tuple[int, int]:
   """`(data, model)` sizes from an explicit shape (-1 allowed once) or `num_partitions`."""
   if mesh_shape is not None and num_partitions is not None:
-    raise ValueError("give either mesh_shape or num_partitions, not both.")
+    raise errors.ConfigError("give either mesh_shape or num_partitions, not both.")
   if mesh_shape is None:
     model = 1 if num_partitions is None else int(num_partitions)
     if model < 1 or num_devices % model:
-      raise ValueError(f"num_partitions={num_partitions} must divide the number of "
-                       f"devices ({num_devices}).")
+      raise errors.ConfigError(f"num_partitions={num_partitions} must divide the number of "
+                               f"devices ({num_devices}).")
     return num_devices // model, model
   shape = [int(s) for s in mesh_shape]
   if len(shape) != 2:
-    raise ValueError(f"mesh_shape must be (data, model), got {tuple(mesh_shape)}.")
+    raise errors.ConfigError(f"mesh_shape must be (data, model), got {tuple(mesh_shape)}.")
   if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f"mesh_shape {tuple(mesh_shape)} must hold positive sizes and at "
-                     "most one -1.")
+    raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} must hold positive sizes and at "
+                             "most one -1.")
   if -1 in shape:
     known = math.prod(s for s in shape if s != -1)
     if num_devices % known:
-      raise ValueError(f"mesh_shape {tuple(mesh_shape)} does not divide {num_devices} "
-                       "devices.")
+      raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} does not divide {num_devices} "
+                               "devices.")
     shape[shape.index(-1)] = num_devices // known
   if math.prod(shape) != num_devices:
-    raise ValueError(f"mesh_shape {tuple(mesh_shape)} needs {math.prod(shape)} devices, "
-                     f"but {num_devices} are available.")
+    raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} needs {math.prod(shape)} devices, "
+                             f"but {num_devices} are available.")
   return shape[0], shape[1]
 
 
@@ -273,7 +275,7 @@ class Partitioner:
     self.compiler_options = dict(compiler_options) if compiler_options else None
     self.mesh = mesh if mesh is not None else create_mesh(mesh_shape, num_partitions, devices)
     if tuple(self.mesh.axis_names) != MESH_AXES:
-      raise ValueError(f"mesh axes must be {MESH_AXES}, got {self.mesh.axis_names}.")
+      raise errors.ConfigError(f"mesh axes must be {MESH_AXES}, got {self.mesh.axis_names}.")
     self.logical_axis_rules = tuple(
         standard_logical_axis_rules() if logical_axis_rules is None else logical_axis_rules)
 
@@ -325,8 +327,8 @@ class Partitioner:
     for path, leaf in flat_shapes:
       key = _dict_key_path(path)
       if key not in flat_logical:
-        raise ValueError(f"parameter {'/'.join(key)} has no logical axis names; declare it "
-                         "with flax.linen.partitioning.param_with_axes.")
+        raise errors.ConfigError(f"parameter {'/'.join(key)} has no logical axis names; declare it "
+                                 "with flax.linen.partitioning.param_with_axes.")
       out.append(NamedSharding(self.mesh, self.logical_to_mesh_spec(flat_logical[key],
                                                                     leaf.shape)))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract_params), out)
@@ -375,8 +377,8 @@ class Partitioner:
     the same shard (`seqio.ShardInfo(shard_id, num_shards)`).
     """
     if batch_size % self.num_data_shards:
-      raise ValueError(f"batch size {batch_size} must be divisible by the 'data' mesh axis "
-                       f"({self.num_data_shards}).")
+      raise errors.ConfigError(f"batch size {batch_size} must be divisible by the 'data' mesh axis "
+                               f"({self.num_data_shards}).")
     if self.is_abstract:
       return DataLayout(batch_size, 0, 1, True)
     process_index = jax.process_index() if process_index is None else process_index
@@ -387,8 +389,8 @@ class Partitioner:
     mine = tuple(sorted(rows_of[process_index]))
     num_shards = len(blocks)
     if batch_size % num_shards:
-      raise ValueError(f"batch size {batch_size} must be divisible by the number of input "
-                       f"shards ({num_shards}).")
+      raise errors.ConfigError(f"batch size {batch_size} must be divisible by the number of input "
+                               f"shards ({num_shards}).")
     first = min(p for p, r in rows_of.items() if tuple(sorted(r)) == mine)
     return DataLayout(batch_size // num_shards, blocks.index(mine), num_shards,
                       first == process_index)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from hyperprompt_jax import errors
+
 
 class RunStopped(Exception):
   """Training stopped early on purpose; `str(e)` is the one line the command prints.
@@ -69,7 +71,8 @@ class ReliabilityConfig:
 
   def __post_init__(self):
     if self.max_consecutive_skips < 1:
-      raise ValueError(f"max_consecutive_skips must be >= 1, got {self.max_consecutive_skips}.")
+      raise errors.ConfigError(
+          f"max_consecutive_skips must be >= 1, got {self.max_consecutive_skips}.")
     if self.truncation_check_examples < 0:
-      raise ValueError("truncation_check_examples must be >= 0, got "
-                       f"{self.truncation_check_examples}.")
+      raise errors.ConfigError("truncation_check_examples must be >= 0, got "
+                               f"{self.truncation_check_examples}.")

@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import evaluation
 from hyperprompt_jax import faults
 from hyperprompt_jax import launch
@@ -48,10 +49,10 @@ from hyperprompt_jax import partitioning
 from hyperprompt_jax import preemption
 from hyperprompt_jax import preflight
 from hyperprompt_jax import reliability
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import summaries
+from hyperprompt_jax import task_extension
 from hyperprompt_jax import trainer as trainer_lib
-
-RUN_FILENAME = "run.json"
 
 
 @dataclasses.dataclass
@@ -182,11 +183,11 @@ def _stop_background(run: "_Run") -> None:
 
 def _check_steps(total_steps: int, eval_period: Optional[int], log_period: int) -> None:
   if total_steps < 0:
-    raise ValueError(f"TRAIN_STEPS must be >= 0, got {total_steps}.")
+    raise errors.ConfigError(f"TRAIN_STEPS must be >= 0, got {total_steps}.")
   if eval_period is not None and eval_period < 1:
-    raise ValueError(f"EVAL_PERIOD must be >= 1 or None, got {eval_period}.")
+    raise errors.ConfigError(f"EVAL_PERIOD must be >= 1 or None, got {eval_period}.")
   if log_period < 1:
-    raise ValueError(f"log_period must be >= 1, got {log_period}.")
+    raise errors.ConfigError(f"log_period must be >= 1, got {log_period}.")
 
 
 def _build_iterator(run: _Run, feature_converter_cls) -> data_lib.DatasetIterator:
@@ -216,7 +217,6 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), run.trainer.abstract_state.params)
     init_fn = jax.jit(run.trainer.init_params)
     if extend_tasks:
-      from hyperprompt_jax import task_extension  # pylint: disable=g-import-not-at-top
       params = task_extension.restore_extending_tasks(
           initial_checkpoint_path, abstract_params, params_axes=run.trainer.params_axes,
           rng=rng, init_fn=init_fn, task_table=run.task_table)
@@ -227,7 +227,7 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
     print(f"Initialised from {initial_checkpoint_path} (step {step}).", flush=True)
     return run.trainer.state_from_params(params, rng, step=step)
   if extend_tasks:
-    raise ValueError("extend_tasks=True needs INITIAL_CHECKPOINT_PATH (the trained model).")
+    raise errors.ConfigError("extend_tasks=True needs INITIAL_CHECKPOINT_PATH (the trained model).")
   return run.trainer.init_state(rng)
 
 
@@ -235,7 +235,7 @@ def _build_evaluators(run: _Run, model: Any, infer_eval_cfg, train_eval_cfg, eva
                       inference_evaluator_cls) -> None:
   if infer_eval_cfg is not None:
     run.evaluator = evaluation.InferenceEvaluator(
-        infer_eval_cfg, model, run.trainer, os.path.join(run.model_dir, "inference_eval"),
+        infer_eval_cfg, model, run.trainer, os.path.join(run.model_dir, run_dir.INFERENCE_EVAL),
         evaluator_cls=inference_evaluator_cls)
   if train_eval_cfg is not None and eval_steps:
     layout = run.partitioner.get_data_layout(train_eval_cfg.batch_size)
@@ -310,7 +310,7 @@ def _train_eval(run: _Run, step: int, params: Any) -> Optional[Dict[str, float]]
                                max(totals["weight_sum"], 1.0),
              "accuracy": totals["accuracy"] / count}
   if run.train_eval_writer is None:
-    run.train_eval_writer = summaries.create_writer(run.model_dir, "train_eval")
+    run.train_eval_writer = summaries.create_writer(run.model_dir, run_dir.TRAIN_EVAL_SUMMARIES)
   run.train_eval_writer.write_scalars(step, scalars)
   return scalars
 
@@ -482,7 +482,7 @@ def train(*,
   _finish(run)
   seconds = time.time() - start_time
   print(f"Done: step {step} in {seconds:.0f}s; {run.model_dir} holds the checkpoints, "
-        f"TensorBoard summaries (train/, inference_eval/) and {summaries.PLOT_FILENAME}.",
+        f"TensorBoard summaries (train/, inference_eval/) and {run_dir.METRICS_PLOT}.",
         flush=True)
   scores = evaluation.task_scores(eval_metrics) if eval_metrics else None
   if require_above_chance is not None:
@@ -497,16 +497,16 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   """Validates the configuration and builds everything the loop needs."""
   _check_steps(total_steps, eval_period, log_period)
   if not model_dir:
-    raise ValueError("MODEL_DIR is empty.")
-  model_dir = checkpoints_lib.absolute_path(model_dir)
+    raise errors.ConfigError("MODEL_DIR is empty.")
+  model_dir = run_dir.absolute_path(model_dir)
   tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
   table, save_run_dir = _configure_tasks(model, model_dir, cfgs, reliability_cfg)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
   layout = partitioner.get_data_layout(train_cfg.batch_size)
   if train_cfg.task_feature_lengths is None:
-    raise ValueError("train/DatasetConfig.task_feature_lengths (TASK_FEATURE_LENGTHS) is "
-                     "required.")
+    raise errors.ConfigError("train/DatasetConfig.task_feature_lengths (TASK_FEATURE_LENGTHS) is "
+                             "required.")
   trainer = trainer_cls(model, model.optimizer_def, partitioner,
                         trainer_lib.batch_shapes(train_cfg.batch_size,
                                                  train_cfg.task_feature_lengths),
@@ -519,7 +519,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   run = _Run(model=model, model_dir=model_dir, partitioner=partitioner, trainer=trainer,
              train_cfg=train_cfg, layout=layout, seed=_resolve_seed(random_seed, saved_seed),
              checkpoints=manager, best=best, history=summaries.MetricsHistory(model_dir),
-             writer=summaries.create_writer(model_dir, "train"), task_table=table)
+             writer=summaries.create_writer(model_dir, run_dir.TRAIN_SUMMARIES), task_table=table)
   run.iterator = _build_iterator(run, model.FEATURE_CONVERTER_CLS)
   run.save_run_dir = save_run_dir
   run.guard = numerics.NonFiniteGuard(

@@ -11,7 +11,9 @@ import pytest
 import seqio
 
 import reliability_testlib as rl
+from hyperprompt_jax import network
 from hyperprompt_jax import preflight
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import train as train_lib
 
 rl.enable_compilation_cache()
@@ -83,6 +85,20 @@ def test_bad_input_is_one_error_line_and_nothing_is_overwritten(
     assert text in line, line
 
 
+def test_a_bug_in_the_network_keeps_its_traceback(capsys, monkeypatch, tmp_path):
+  # A tracing bug (jax's ConcretizationTypeError is a TypeError) is not bad input: it
+  # must not be folded into an `error:` line with exit status 2.
+  def broken_layer_prefix(prefixes, lyr):
+    raise TypeError(f"injected bug in the forward pass (layer {lyr})")
+
+  monkeypatch.setattr(network, "_layer_prefix", broken_layer_prefix)
+  capsys.readouterr()
+  with pytest.raises(TypeError, match="injected bug in the forward pass") as e:
+    train_lib.main(rl.gin_args(tmp_path / "run", steps=1))
+  assert "network.py" in {entry.path.name for entry in e.traceback}  # raised in the forward pass
+  assert not [l for l in rl.error_lines(capsys.readouterr().err) if l.startswith("error:")]
+
+
 def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished_run):
   model_dir = tmp_path / "run"
   shutil.copytree(finished_run, model_dir)
@@ -122,7 +138,7 @@ def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished
 
 
 def test_truncation_is_counted_per_task_and_written_to_model_dir(finished_run):
-  with open(finished_run / preflight.TRUNCATION_FILENAME) as f:
+  with open(finished_run / run_dir.TRUNCATION) as f:
     report = json.load(f)["splits"]["train"]
   tasks = [t.name for t in seqio.get_subtasks(
       seqio.get_mixture_or_task("hyperprompt_offline_v1"))]

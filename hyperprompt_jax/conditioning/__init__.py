@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import adapters
 from hyperprompt_jax.conditioning import hyperformer
 from hyperprompt_jax.conditioning import hyperprompt
@@ -56,16 +57,16 @@ def active_method(config: Any) -> str:
 def _check_positive(config: Any, *names: str) -> None:
   for name in names:
     if getattr(config, name) < 1:
-      raise ValueError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
+      raise errors.ConfigError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
 
 
 def validate_config(config: Any) -> None:
   """Raises ValueError naming the first inconsistent conditioning field of `config`."""
   if config.conditioning not in METHODS:
-    raise ValueError(f"T5Config.conditioning must be one of {METHODS}, got "
-                     f"{config.conditioning!r}.")
+    raise errors.ConfigError(f"T5Config.conditioning must be one of {METHODS}, got "
+                             f"{config.conditioning!r}.")
   if config.conditioning != "hyperprompt" and config.hyperprompt_variant != "none":
-    raise ValueError(
+    raise errors.ConfigError(
         f"T5Config.hyperprompt_variant={config.hyperprompt_variant!r} only applies with "
         f"conditioning='hyperprompt', but conditioning={config.conditioning!r}; set "
         f"hyperprompt_variant='none' (do not combine two conditioning gin files).")
@@ -73,16 +74,18 @@ def validate_config(config: Any) -> None:
   if method == "prefix_tuning":
     _check_positive(config, "prefix_length", "prefix_reparam_hidden_dim")
     if config.prefix_placement not in hyperprompt.PLACEMENTS:
-      raise ValueError(f"T5Config.prefix_placement must be one of {hyperprompt.PLACEMENTS}, "
-                       f"got {config.prefix_placement!r}.")
+      raise errors.ConfigError(
+          f"T5Config.prefix_placement must be one of {hyperprompt.PLACEMENTS}, "
+          f"got {config.prefix_placement!r}.")
   elif method == "prompt_tuning":
     _check_positive(config, "soft_prompt_length")
   elif method in ("adapters", "hyperformer"):
     _check_positive(config, "adapter_bottleneck_dim")
     blocks = tuple(config.adapter_blocks)
     if not blocks or len(set(blocks)) != len(blocks) or not set(blocks) <= set(adapters.BLOCKS):
-      raise ValueError(f"T5Config.adapter_blocks must be a non-empty tuple of distinct names "
-                       f"from {adapters.BLOCKS}, got {config.adapter_blocks!r}.")
+      raise errors.ConfigError(
+          f"T5Config.adapter_blocks must be a non-empty tuple of distinct names "
+          f"from {adapters.BLOCKS}, got {config.adapter_blocks!r}.")
     adapters.activation_fn(config.adapter_activation)  # raises on an unknown name
 
 

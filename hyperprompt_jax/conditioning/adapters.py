@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
+
 param_with_axes = nn_partitioning.param_with_axes
 
 BLOCKS = ("attention", "mlp")
@@ -47,8 +49,8 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     return lambda x: x
   fn = getattr(nn, name, None) if isinstance(name, str) else None
   if fn is None or not callable(fn):
-    raise ValueError(f"T5Config.adapter_activation must be 'linear' or the name of a "
-                     f"flax.linen activation (e.g. 'relu', 'gelu', 'swish'), got {name!r}.")
+    raise errors.ConfigError(f"T5Config.adapter_activation must be 'linear' or the name of a "
+                             f"flax.linen activation (e.g. 'relu', 'gelu', 'swish'), got {name!r}.")
   return fn
 
 

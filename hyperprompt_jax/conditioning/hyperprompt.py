@@ -45,6 +45,7 @@ import numpy as np
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import seams
 
 param_with_axes = nn_partitioning.param_with_axes
@@ -61,7 +62,8 @@ def prompted_layers(config) -> Tuple[int, int]:
   """Number of prompted (encoder, decoder) blocks for `config.hyperprompt_placement`."""
   placement = config.hyperprompt_placement
   if placement not in PLACEMENTS:
-    raise ValueError(f"hyperprompt_placement must be one of {PLACEMENTS}, got {placement!r}.")
+    raise errors.ConfigError(
+        f"hyperprompt_placement must be one of {PLACEMENTS}, got {placement!r}.")
   enc = config.num_encoder_layers if placement in ("encoder", "both") else 0
   dec = config.num_decoder_layers if placement in ("decoder", "both") else 0
   return enc, dec
@@ -187,7 +189,7 @@ class HyperPrompt(nn.Module):
     prompts = self._global_prompts()  # [T, l, d]
     t_count, d, b = cfg.num_tasks, cfg.num_heads * cfg.head_dim, cfg.prompt_bottleneck_dim
     if variant not in VARIANTS[1:]:
-      raise ValueError(f"hyperprompt_variant must be one of {VARIANTS}, got {variant!r}.")
+      raise errors.ConfigError(f"hyperprompt_variant must be one of {VARIANTS}, got {variant!r}.")
     m = sum(prompted_layers(cfg))
     bias = cfg.hyperprompt_use_bias
     # Down: fan-in init; up: He init (after ReLU) so generated prompts keep P's scale.

@@ -39,6 +39,7 @@ import numpy as np
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
 from hyperprompt_jax.conditioning import seams
 
@@ -49,8 +50,8 @@ def prefixed_layers(config: Any) -> Tuple[int, int]:
   """Number of prefixed (encoder, decoder) blocks for `config.prefix_placement`."""
   placement = config.prefix_placement
   if placement not in hyperprompt_lib.PLACEMENTS:
-    raise ValueError(f"prefix_placement must be one of {hyperprompt_lib.PLACEMENTS}, "
-                     f"got {placement!r}.")
+    raise errors.ConfigError(f"prefix_placement must be one of {hyperprompt_lib.PLACEMENTS}, "
+                             f"got {placement!r}.")
   enc = config.num_encoder_layers if placement in ("encoder", "both") else 0
   dec = config.num_decoder_layers if placement in ("decoder", "both") else 0
   return enc, dec
