@@ -1,6 +1,6 @@
 # Copyright 2026 The hyperprompt-jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-r"""New-task adaptation (issue 6, part 5): add a task to a trained HyperPrompt-Global model
+r"""New-task adaptation: add a task to a trained HyperPrompt-Global model
 by learning only its task embedding (and, as a second variant, its global prompt too).
 
   python -m bench.adaptation        # or: make adaptation
@@ -130,7 +130,7 @@ def markdown(result: Dict[str, Any]) -> str:
   tasks = list(offline.TASKS) + [NEW_TASK]
   short = lambda t: t.replace("offline_", "").replace("_v1", "")
   lines = [
-      "# New-task adaptation with HyperPrompt-Global (issue 6, part 5)",
+      "# New-task adaptation with HyperPrompt-Global",
       "",
       f"Command: `{meta['command']}` (`make adaptation`), {meta['date']}, {meta['machine']}; "
       f"{meta['wall_minutes']:.0f} min in all.",

@@ -16,3 +16,10 @@ EXIT_STATUS = 2
 
 class ConfigError(ValueError):
   """A run cannot start as configured, or an input was refused (one `error:` line)."""
+
+
+def check_positive(config, *names: str) -> None:
+  """Raises ConfigError for the first field of `config` (a T5Config) in `names` below 1."""
+  for name in names:
+    if getattr(config, name) < 1:
+      raise ConfigError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from hyperprompt_jax import errors
-from hyperprompt_jax import preemption
+from hyperprompt_jax import reliability
 
 ENV = "HYPERPROMPT_FAULTS"
 DIR_ENV = "HYPERPROMPT_FAULTS_DIR"
@@ -107,7 +107,7 @@ def pause_point(point: str, step: Optional[int] = None, path: Optional[str] = No
     with open(os.path.join(marker_dir, f"{point}_{step}"), "w") as f:
       f.write(f"{os.getpid()}\n")
   deadline = time.monotonic() + float(os.environ.get(PAUSE_ENV, "120"))
-  while time.monotonic() < deadline and not preemption.requested():
+  while time.monotonic() < deadline and not reliability.preemption_requested():
     time.sleep(0.02)
   return True
 

@@ -18,10 +18,12 @@ along 'data'.
 
 from __future__ import annotations
 
+from hyperprompt_jax import launch  # first: the command line quiets TensorFlow's start-up
+
+if __name__ == "__main__":
+  launch.quiet_tensorflow()
+
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-
 import json
 import sys
 from typing import Any, Dict, List, Optional
@@ -36,7 +38,6 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import errors
 from hyperprompt_jax import eval as eval_lib
 from hyperprompt_jax import evaluation
-from hyperprompt_jax import launch
 from hyperprompt_jax import partitioning
 from hyperprompt_jax import run_dir
 from hyperprompt_jax import trainer as trainer_lib

@@ -131,14 +131,41 @@ def configurable_entry_point(fn: Callable[..., Any]) -> Callable[..., Any]:
   return _REGISTERED[id(fn)]
 
 
-def setup(args: argparse.Namespace) -> None:
-  """Process-level set-up before gin: TF without GPUs, multi-host jax, seqio paths."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _hide_gpus_from_tensorflow() -> None:
+  """TensorFlow (tf.data only) must not take GPU memory that jax uses."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], "GPU")
-  except (RuntimeError, ValueError):
+  except (RuntimeError, ValueError):  # already initialised (an earlier run in this process)
     pass
+
+
+def quiet_tensorflow() -> None:
+  """Loads TensorFlow and hides the GPUs from it, without its start-up log lines.
+
+  TensorFlow's C++ code writes its CUDA probe and oneDNN notices to stderr while it
+  loads, before any log setting applies, and `failed call to cuInit` when it looks
+  for GPUs on a machine without any; a newcomer reads them as errors. The commands
+  call this first when run as `python -m ...` (never at library import): stderr
+  is closed for these two steps only (a failing import still raises, and every
+  later TensorFlow or XLA message is shown as usual).
+  """
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(devnull, 2)
+    _hide_gpus_from_tensorflow()
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def setup(args: argparse.Namespace) -> None:
+  """Process-level set-up before gin: TF without GPUs, multi-host jax, seqio paths."""
+  _hide_gpus_from_tensorflow()
   with configuration_errors():
     partitioning.initialize_distributed(args.coordinator_address, args.process_count,
                                         args.process_index)

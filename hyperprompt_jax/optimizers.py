@@ -38,10 +38,13 @@ from hyperprompt_jax import errors
 
 Schedule = Callable[[Any], Any]
 
+ALL = (".*",)
+# Presets of `trainable`, resolved when the optimizer is built ('conditioning': the
+# parameters of every registered conditioning method).
 TRAINABLE_PRESETS = {
-    "all": (".*",),
-    "conditioning": tuple(rf"{prefix}/.*" for prefix in conditioning.PARAM_PREFIXES),
-    "task_embeddings": (r"(.*/)?task_embedding",),
+    "all": lambda: ALL,
+    "conditioning": conditioning.param_patterns,
+    "task_embeddings": lambda: (r"(.*/)?task_embedding",),
 }
 TRAINABLE, FROZEN = "trainable", "frozen"
 
@@ -58,7 +61,7 @@ def resolve_trainable(trainable: Union[str, Sequence[str]]) -> Tuple[str, ...]:
   """Regexes of a preset name or a list of regexes (each must compile)."""
   if isinstance(trainable, str):
     if trainable in TRAINABLE_PRESETS:
-      return TRAINABLE_PRESETS[trainable]
+      return TRAINABLE_PRESETS[trainable]()
     raise errors.ConfigError(f"unknown trainable preset {trainable!r}; use one of "
                              f"{sorted(TRAINABLE_PRESETS)} or a list of parameter-path regexes.")
   patterns = tuple(trainable)
@@ -196,7 +199,7 @@ def create_optimizer(base_optimizer: Callable[..., optax.GradientTransformation]
     parts.append(optax.clip_by_global_norm(grad_clip_norm))
   parts.append(base_optimizer(learning_rate=schedule))
   tx = optax.chain(*parts) if len(parts) > 1 else parts[0]
-  if patterns != TRAINABLE_PRESETS["all"]:
+  if patterns != ALL:
     tx = optax.multi_transform({TRAINABLE: tx, FROZEN: optax.set_to_zero()},
                                functools.partial(param_labels, patterns=patterns))
   return OptimizerDef(tx=tx, learning_rate_fn=schedule, trainable_patterns=patterns)

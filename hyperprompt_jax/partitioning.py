@@ -4,8 +4,9 @@
 
 Every parameter of the network carries logical axis names (`params_axes`
 collection, `flax.linen.partitioning.param_with_axes`), as in t5x. The backbone
-uses t5x's names; task conditioning adds these axes, all replicated (they are
-small) and each with an Adafactor factor rule:
+uses t5x's names; each task-conditioning method's registry record
+(`conditioning.Method`) adds the rules of its own axes. This project's methods
+add these, all replicated (they are small), each with an Adafactor factor rule:
 
 | axis               | what                          | mesh axis | Adafactor factor |
 |--------------------|-------------------------------|-----------|------------------|
@@ -20,8 +21,8 @@ small) and each with an Adafactor factor rule:
 | adapter_blocks     | HyperFormer++ block types     | None      | batch            |
 
 `layers` (stacked per-layer hypernetworks) already has t5x rules (None / batch).
-With t5x installed, pass `CONDITIONING_AXIS_RULES` as `additional_rules` of
-`standard_logical_axis_rules` and map `FACTOR_RULES` into
+With t5x installed, pass `conditioning_axis_rules()` as `additional_rules` of
+`standard_logical_axis_rules` and map `factor_rules()` into
 `adafactor.standard_logical_factor_rules()` (see `gin/t5x/`).
 """
 
@@ -38,25 +39,14 @@ from flax.linen import partitioning as nn_partitioning
 from jax.sharding import AbstractMesh, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hyperprompt_jax import conditioning
 from hyperprompt_jax import errors
 
 LogicalAxisRules = Sequence[Tuple[str, Optional[str]]]
 
-CONDITIONING_AXIS_RULES: LogicalAxisRules = (
-    ("tasks", None),
-    ("prompt_length", None),
-    ("prompt_embed", None),
-    ("prompt_bottleneck", None),
-    ("task_embed", None),
-    ("task_mlp", None),
-    ("prefix_mlp", None),
-    ("adapter_bottleneck", None),
-    ("adapter_blocks", None),
-)
-
-# Adafactor factorisation of every logical axis ('row', 'column', 'batch', 'none'),
-# t5x's standard factor rules plus ours.
-FACTOR_RULES = {
+# Adafactor factorisation of t5x's logical axes ('row', 'column', 'batch', 'none');
+# `factor_rules()` adds the conditioning methods'.
+BACKBONE_FACTOR_RULES = {
     "vocab": "column",
     "embed": "row",
     "mlp": "column",
@@ -68,15 +58,6 @@ FACTOR_RULES = {
     "layers": "batch",
     "stack": "batch",
     "mlp_activations": "batch",
-    "tasks": "batch",
-    "prompt_length": "none",
-    "prompt_embed": "row",
-    "prompt_bottleneck": "column",
-    "task_embed": "batch",
-    "task_mlp": "none",
-    "prefix_mlp": "column",
-    "adapter_bottleneck": "column",
-    "adapter_blocks": "batch",
 }
 
 
@@ -99,7 +80,7 @@ def standard_logical_axis_rules(activation_partitioning_dims: int = 1,
     rules.append(("embed", "data") if parameter_partitioning_dims == 2 else ("embed", "model"))
   rules += [("embed", None), ("relpos_buckets", None), ("abspos_buckets", None),
             ("length", None), ("layers", None), ("stack", None), ("mlp_activations", None)]
-  rules += list(CONDITIONING_AXIS_RULES)
+  rules += conditioning.axis_rules()
   return list(additional_rules or ()) + rules
 
 
@@ -117,8 +98,13 @@ AnyMesh = Union[Mesh, AbstractMesh]
 
 
 def conditioning_axis_rules() -> LogicalAxisRules:
-  """`CONDITIONING_AXIS_RULES` as a function (for gin: t5x's `additional_rules`)."""
-  return list(CONDITIONING_AXIS_RULES)
+  """The registered conditioning methods' axis rules (for gin: t5x's `additional_rules`)."""
+  return conditioning.axis_rules()
+
+
+def factor_rules() -> Dict[str, str]:
+  """Adafactor factor rule of every logical axis: t5x's and the conditioning methods'."""
+  return {**BACKBONE_FACTOR_RULES, **conditioning.factor_rules()}
 
 
 def t5x_logical_factor_rules() -> Mapping[str, Any]:
@@ -128,7 +114,7 @@ def t5x_logical_factor_rules() -> Mapping[str, Any]:
   """
   from t5x import adafactor  # pylint: disable=g-import-not-at-top
   rules = dict(adafactor.standard_logical_factor_rules())
-  rules.update({k: getattr(adafactor.FactorDim, v.upper()) for k, v in FACTOR_RULES.items()})
+  rules.update({k: getattr(adafactor.FactorDim, v.upper()) for k, v in factor_rules().items()})
   return rules
 
 

@@ -17,6 +17,7 @@
   T5Config of the first run) and task table (`task_table.json`) must match this
   run's, unless `allow_change` (the replaced files are kept as
   `*.replaced-<time>.json`); they are written only once the run starts.
+* `check_run`: all of these for the `train` command, in order.
 * `check_checkpoint_shapes`: a checkpoint to resume from must have the model's
   parameter tree; the first mismatch is named (`encoder/.../kernel: (8, 16) in
   the checkpoint, (8, 32) in the model`).
@@ -34,15 +35,22 @@ import jax
 import seqio
 import tensorflow as tf
 
+from hyperprompt_jax import conditioning
+from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import errors
+from hyperprompt_jax import reliability
 from hyperprompt_jax import run_dir
 from hyperprompt_jax.formats import tree as tree_lib
 
 # T5Config fields that may change between runs in one MODEL_DIR without
-# ALLOW_CONFIG_CHANGE: computation (not model) settings and initialisers.
-RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits", "one_hot_embedding",
-                  "prompt_init_stddev",
-                  "task_embed_init_stddev", "adapter_init_stddev")
+# ALLOW_CONFIG_CHANGE: computation (not model) settings; the conditioning methods'
+# registry records add their initialisers (`runtime_fields()`).
+BACKBONE_RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits",
+                           "one_hot_embedding")
+
+
+def runtime_fields() -> Tuple[str, ...]:
+  return BACKBONE_RUNTIME_FIELDS + conditioning.runtime_fields()
 
 
 # ---------------------------------------------------------------------------
@@ -193,10 +201,10 @@ def config_dict(config: Any) -> Dict[str, Any]:
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
-  """`'field: saved -> now'` for every differing field outside RUNTIME_FIELDS."""
-  out = []
+  """`'field: saved -> now'` for every differing field outside `runtime_fields()`."""
+  out, runtime = [], runtime_fields()
   for key in sorted(set(saved) | set(current)):
-    if key in RUNTIME_FIELDS:
+    if key in runtime:
       continue
     a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
     if isinstance(a, list):
@@ -318,3 +326,64 @@ def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
       f"checkpoint {step_dir} does not fit the model: {first}"
       + (f" (and {more} more {kind.split()[0]}s)" if more else "")
       + ". Resume it with the model and optimizer it was saved with, or start a new MODEL_DIR.")
+
+
+# ---------------------------------------------------------------------------
+# All of the above, for the `train` command.
+# ---------------------------------------------------------------------------
+
+
+def check_run(model: Any, model_dir: str, cfgs: Sequence[data_lib.DatasetConfig],
+              reliability_cfg: reliability.ReliabilityConfig
+              ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
+  """Imports task modules, checks each mixture against the model and MODEL_DIR.
+
+  The training mixture's task table and the model config are saved to MODEL_DIR
+  on the first run and must match on every later run (a reordered mixture would
+  remap the tasks) unless `reliability_cfg.allow_config_change`. Feature lengths
+  and splits are checked and truncation is counted. Nothing is written here:
+  returns the table and the function that saves the table, the config and the
+  truncation counts once the run starts.
+  """
+  for cfg in cfgs:
+    data_lib.import_modules(cfg.module)
+  tables = [data_lib.task_table(cfg.mixture_or_task_name) for cfg in cfgs]
+  for cfg, table in zip(cfgs, tables):
+    data_lib.check_model_and_tasks(cfg, model, table)
+    check_feature_lengths(
+        cfg.mixture_or_task_name, cfg.task_feature_lengths,
+        data_lib.get_mixture_or_task(cfg.mixture_or_task_name).output_features, bool(table))
+  truncation: Dict[str, Any] = {}
+  for i, cfg in enumerate(cfgs):  # empty splits are refused; truncation is counted
+    counts = scan_splits(cfg, training=i == 0,
+                         max_examples=reliability_cfg.truncation_check_examples)
+    if counts:
+      truncation.setdefault(cfg.split, counts)
+  save_run_dir = check_run_dir(
+      model_dir, model_config=getattr(getattr(model, "module", None), "config", None),
+      task_table=tables[0], mixture_or_task_name=cfgs[0].mixture_or_task_name,
+      allow_change=reliability_cfg.allow_config_change)
+  if tables[0] and not reliability_cfg.allow_config_change:
+    for cfg, table in zip(cfgs[1:], tables[1:]):
+      if table:
+        data_lib.save_or_check_task_table(model_dir, table, cfg.mixture_or_task_name,
+                                          save=False)
+
+  def commit() -> None:
+    if jax.process_index() == 0:
+      save_run_dir()
+      _report_truncation(model_dir, truncation)
+
+  return tables[0], commit
+
+
+def _report_truncation(model_dir: str, reports: Dict[str, Any]) -> None:
+  """Prints a line per truncated task and feature; writes MODEL_DIR/truncation.json."""
+  if not reports:
+    return
+  lines = [line for split, r in reports.items() for line in truncation_lines(r, split)]
+  for line in lines:
+    print(line, flush=True)
+  path = write_truncation_report(model_dir, reports)
+  if lines:
+    print(f"Truncation counts per task: {path}", flush=True)

@@ -44,7 +44,6 @@ task's embedding and its own global prompt); bench/adaptation.md measures both.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import flax

@@ -23,15 +23,17 @@ files bind it as `train_script.train` exactly as t5x's do.
 
 from __future__ import annotations
 
+from hyperprompt_jax import launch  # first: the command line quiets TensorFlow's start-up
+
+if __name__ == "__main__":
+  launch.quiet_tensorflow()
+
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-
 import dataclasses
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import jax
 import numpy as np
@@ -43,10 +45,7 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import errors
 from hyperprompt_jax import evaluation
 from hyperprompt_jax import faults
-from hyperprompt_jax import launch
-from hyperprompt_jax import numerics
 from hyperprompt_jax import partitioning
-from hyperprompt_jax import preemption
 from hyperprompt_jax import preflight
 from hyperprompt_jax import reliability
 from hyperprompt_jax import run_dir
@@ -84,8 +83,7 @@ class _Run:
   iterator: Optional[data_lib.DatasetIterator] = None
   evaluator: Optional[evaluation.InferenceEvaluator] = None
   train_eval_ds: Any = None
-  guard: Optional[numerics.NonFiniteGuard] = None
-  watcher: Optional[preemption.PreemptionWatcher] = None
+  guards: Optional[reliability.RunGuards] = None
   save_run_dir: Optional[Callable[[], None]] = None
   train_eval_writer: Any = None
 
@@ -111,74 +109,11 @@ def _resolve_seed(random_seed: Optional[int], saved_seed: Optional[int]) -> int:
   return int(seed)
 
 
-def _configure_tasks(model: Any, model_dir: str, cfgs: List[data_lib.DatasetConfig],
-                     reliability_cfg: reliability.ReliabilityConfig
-                     ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
-  """Imports task modules, checks each mixture against the model and MODEL_DIR.
-
-  The training mixture's task table and the model config are saved to MODEL_DIR
-  on the first run and must match on every later run (a reordered mixture would
-  remap the tasks) unless `reliability_cfg.allow_config_change`. Feature lengths
-  and splits are checked and truncation is counted (`preflight.py`). Nothing is
-  written here: returns the table and the function that saves the table, the
-  config and the truncation counts once the run starts.
-  """
-  for cfg in cfgs:
-    data_lib.import_modules(cfg.module)
-  tables = [data_lib.task_table(cfg.mixture_or_task_name) for cfg in cfgs]
-  for cfg, table in zip(cfgs, tables):
-    data_lib.check_model_and_tasks(cfg, model, table)
-    preflight.check_feature_lengths(
-        cfg.mixture_or_task_name, cfg.task_feature_lengths,
-        data_lib.get_mixture_or_task(cfg.mixture_or_task_name).output_features, bool(table))
-  truncation: Dict[str, Any] = {}
-  for i, cfg in enumerate(cfgs):  # empty splits are refused; truncation is counted
-    counts = preflight.scan_splits(cfg, training=i == 0,
-                                   max_examples=reliability_cfg.truncation_check_examples)
-    if counts:
-      truncation.setdefault(cfg.split, counts)
-  save_run_dir = preflight.check_run_dir(
-      model_dir, model_config=getattr(getattr(model, "module", None), "config", None),
-      task_table=tables[0], mixture_or_task_name=cfgs[0].mixture_or_task_name,
-      allow_change=reliability_cfg.allow_config_change)
-  if tables[0] and not reliability_cfg.allow_config_change:
-    for cfg, table in zip(cfgs[1:], tables[1:]):
-      if table:
-        data_lib.save_or_check_task_table(model_dir, table, cfg.mixture_or_task_name,
-                                          save=False)
-
-  def commit() -> None:
-    if jax.process_index() == 0:
-      save_run_dir()
-      _report_truncation(model_dir, truncation)
-
-  return tables[0], commit
-
-
-def _report_truncation(model_dir: str, reports: Dict[str, Any]) -> None:
-  """Prints a line per truncated task and feature; writes MODEL_DIR/truncation.json."""
-  if not reports:
-    return
-  lines = [line for split, r in reports.items() for line in preflight.truncation_lines(r, split)]
-  for line in lines:
-    print(line, flush=True)
-  path = preflight.write_truncation_report(model_dir, reports)
-  if lines:
-    print(f"Truncation counts per task: {path}", flush=True)
-
-
 def _kept_checkpoint(run: "_Run") -> str:
   latest = run.checkpoints.latest_step()
   if latest is None:
     return "; MODEL_DIR holds no checkpoint yet"
   return f"; MODEL_DIR keeps {run.checkpoints.step_dir(latest)} (the latest complete checkpoint)"
-
-
-def _stop_background(run: "_Run") -> None:
-  """Before an early exit: let checkpoint writes finish, restore the SIGTERM handler."""
-  run.checkpoints.wait_until_finished()
-  if run.watcher is not None:
-    run.watcher.stop()
 
 
 def _check_steps(total_steps: int, eval_period: Optional[int], log_period: int) -> None:
@@ -273,7 +208,7 @@ def _summarize_train(metrics_list: List[Mapping[str, Any]]) -> Dict[str, float]:
 
 def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
                ) -> Dict[str, float]:
-  run.guard.check()  # raises at the first non-finite update (skip mode: reports it)
+  run.guards.check()  # raises at the first non-finite update (skip mode: reports it)
   scalars = _summarize_train(metrics_list)
   scalars.update(progress.report(step, scalars))
   run.writer.write_scalars(step, scalars)
@@ -283,7 +218,7 @@ def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
 
 def _save_checkpoint(run: _Run, step: int, state: Any, force: bool = False) -> bool:
   if force or step % run.checkpoints.config.period == 0:
-    run.guard.check(step, state.params)  # a non-finite state is never written
+    run.guards.check(step, state.params)  # a non-finite state is never written
   saved = run.checkpoints.save(step, state, run.iterator, metadata={"seed": run.seed},
                                force=force)
   if saved:
@@ -366,16 +301,15 @@ def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
   pending: List[Any] = []
   # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
   last_eval_step = step if (eval_first or step >= total_steps) else None
-  run.watcher.start()
+  run.guards.start()
   while step < total_steps:
     batch, tokens = _next_batch(run)
     state, metrics = run.trainer.train_step(state, batch)
     step += 1
     faults.pause_point("train_step", step)  # fault-injection tests only
-    run.guard.add(step, metrics)
+    preempted = run.guards.after_step(step, metrics, last=step >= total_steps)
     pending.append(metrics)
     progress.add_tokens(tokens)
-    preempted = step < total_steps and run.watcher.should_stop(step)
     if step % log_period == 0 or step == total_steps:
       train_scalars = _log_train(run, step, pending, progress)
       pending = []
@@ -383,7 +317,7 @@ def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
     _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps or preempted)
     if preempted:  # SIGTERM: the state of this step is saved; stop (exit status 143)
       _finish(run)
-      raise preemption.Preempted(step, run.checkpoints.step_dir(step))
+      raise reliability.Preempted(step, run.checkpoints.step_dir(step))
     if is_eval_step:
       _train_eval(run, step, state.params)
       eval_metrics = _infer_eval(run, step, state.params, chance)
@@ -501,7 +435,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   model_dir = run_dir.absolute_path(model_dir)
   tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
-  table, save_run_dir = _configure_tasks(model, model_dir, cfgs, reliability_cfg)
+  table, save_run_dir = preflight.check_run(model, model_dir, cfgs, reliability_cfg)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
   layout = partitioner.get_data_layout(train_cfg.batch_size)
   if train_cfg.task_feature_lengths is None:
@@ -522,17 +456,15 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
              writer=summaries.create_writer(model_dir, run_dir.TRAIN_SUMMARIES), task_table=table)
   run.iterator = _build_iterator(run, model.FEATURE_CONVERTER_CLS)
   run.save_run_dir = save_run_dir
-  run.guard = numerics.NonFiniteGuard(
-      numerics.param_paths(trainer.abstract_params), skip=reliability_cfg.skip_nonfinite_steps,
-      max_consecutive_skips=reliability_cfg.max_consecutive_skips,
-      before_stop=lambda: _stop_background(run), kept=lambda: _kept_checkpoint(run))
-  run.watcher = preemption.PreemptionWatcher(enabled=reliability_cfg.handle_sigterm)
+  run.guards = reliability.RunGuards(reliability_cfg, trainer.abstract_params,
+                                     before_stop=manager.wait_until_finished,
+                                     kept=lambda: _kept_checkpoint(run))
   return run
 
 
 def _finish(run: _Run) -> None:
-  if run.watcher is not None:
-    run.watcher.stop()
+  if run.guards is not None:
+    run.guards.stop()
   run.checkpoints.close()
   run.history.save()
   run.history.plot(title=f"{run.train_cfg.mixture_or_task_name} - {run.model_dir}")

@@ -32,9 +32,9 @@ from flax import struct
 
 from hyperprompt_jax import errors
 from hyperprompt_jax import faults
-from hyperprompt_jax import numerics
 from hyperprompt_jax import optimizers as optimizers_lib
 from hyperprompt_jax import partitioning as partitioning_lib
+from hyperprompt_jax import reliability
 
 Batch = Mapping[str, jax.Array]
 
@@ -159,8 +159,8 @@ class Trainer:
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Which parameters are non-finite; skip mode keeps the old state on a bad update.
-    squares = numerics.grad_squares(grads)
-    new_state, report = numerics.guard_update(
+    squares = reliability.grad_squares(grads)
+    new_state, report = reliability.guard_update(
         loss, squares, state, state.replace(step=state.step + 1, params=params,
                                             opt_state=opt_state),
         skip=self.skip_nonfinite_steps)

@@ -1,4 +1,4 @@
-"""Adding a task to a trained HyperPrompt-Global model (task_extension.py, issue 6 part 5).
+"""Adding a task to a trained HyperPrompt-Global model (task_extension.py).
 
 A tiny 6-task model's checkpoint (with the task table of `hyperprompt_offline_v1`) is
 restored by the launcher into a 7-task model with `train(extend_tasks=True)` and

@@ -62,6 +62,16 @@ def stack_layers(config: Any, stack: str) -> int:
   raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
 
 
+def validate_config(config: Any) -> None:
+  """Raises ConfigError for an adapter field the network cannot use (also HyperFormer++'s)."""
+  errors.check_positive(config, "adapter_bottleneck_dim")
+  blocks = tuple(config.adapter_blocks)
+  if not blocks or len(set(blocks)) != len(blocks) or not set(blocks) <= set(BLOCKS):
+    raise errors.ConfigError(f"T5Config.adapter_blocks must be a non-empty tuple of distinct "
+                             f"names from {BLOCKS}, got {config.adapter_blocks!r}.")
+  activation_fn(config.adapter_activation)  # raises on an unknown name
+
+
 def expected_num_params(config: Any) -> int:
   """Closed-form count of the per-task adapters: `T (Le + Ld) |blocks| (2Eb + b + E)`."""
   e, b = config.emb_dim, config.adapter_bottleneck_dim

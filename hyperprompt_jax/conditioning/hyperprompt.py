@@ -31,7 +31,7 @@ length, `d = H*D`, `b` bottleneck, `t'` task/layer embedding width, `t` width of
          (task_embed, prompt_embed|prompt_bottleneck, ...) and /bias [d, b] / [b, d]
          (the task-independent part of the generated weight).
 
-Closed-form added parameters (METHOD.md section 3, biases included):
+Closed-form added parameters (docs/method.md, the parameter counts; biases included):
   see `expected_num_params`.
 """
 
@@ -69,8 +69,30 @@ def prompted_layers(config) -> Tuple[int, int]:
   return enc, dec
 
 
+def is_active(config) -> bool:
+  """HyperPrompt with `hyperprompt_variant='none'` is vanilla T5."""
+  return config.hyperprompt_variant != "none"
+
+
+def validate_config(config) -> None:
+  """Raises ConfigError for a HyperPrompt field the network cannot use."""
+  if config.hyperprompt_variant not in VARIANTS:
+    raise errors.ConfigError(f"T5Config.hyperprompt_variant must be one of {VARIANTS}, got "
+                             f"{config.hyperprompt_variant!r}.")
+  if config.hyperprompt_placement not in PLACEMENTS:
+    raise errors.ConfigError(f"T5Config.hyperprompt_placement must be one of {PLACEMENTS}, "
+                             f"got {config.hyperprompt_placement!r}.")
+  errors.check_positive(config, "prompt_length", "prompt_bottleneck_dim", "task_embed_dim",
+                 "layer_task_dim", "task_hidden_dim")
+
+
+def exported_prompts(config) -> Tuple[int, str, int]:
+  """(l, placement, prompted layers M'): the prompts `export` precomputes."""
+  return config.prompt_length, config.hyperprompt_placement, sum(prompted_layers(config))
+
+
 def expected_num_params(config) -> int:
-  """Closed-form count of HyperPrompt's added parameters (METHOD.md §3 plus biases)."""
+  """Closed-form count of HyperPrompt's added parameters (docs/method.md, plus biases)."""
   variant = config.hyperprompt_variant
   if variant == "none":
     return 0

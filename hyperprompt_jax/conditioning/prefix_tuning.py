@@ -57,6 +57,21 @@ def prefixed_layers(config: Any) -> Tuple[int, int]:
   return enc, dec
 
 
+def validate_config(config: Any) -> None:
+  """Raises ConfigError for a Prefix-Tuning field the network cannot use."""
+  errors.check_positive(config, "prefix_length", "prefix_reparam_hidden_dim")
+  if config.prefix_placement not in hyperprompt_lib.PLACEMENTS:
+    raise errors.ConfigError(f"T5Config.prefix_placement must be one of "
+                             f"{hyperprompt_lib.PLACEMENTS}, got {config.prefix_placement!r}.")
+
+
+def exported_prompts(config: Any) -> Optional[Tuple[int, str, int]]:
+  """(l, placement, M') when the prefixes come from the reparametrisation MLP, else None."""
+  if not config.prefix_reparam:
+    return None  # the prefixes are parameters already
+  return config.prefix_length, config.prefix_placement, sum(prefixed_layers(config))
+
+
 def expected_num_params(config: Any) -> int:
   """Closed-form count of Prefix-Tuning's parameters (biases included)."""
   m = sum(prefixed_layers(config))

@@ -7,7 +7,7 @@ Hugging Face folder) and `open_checkpoint(path)` returns its reader
 (`tree.CheckpointReader`). Restoring (what the launcher calls for
 `INITIAL_CHECKPOINT_PATH`):
 
-  restore_params(path, target, *, fallback_to_scratch=TASK_CONDITIONING_PATTERNS,
+  restore_params(path, target, *, fallback_to_scratch=None,
                  rng=None, init_fn=None, dtype=None) -> params
 
   path:   `MODEL_DIR/checkpoint_<step>` in either layout, its `state/` folder or
@@ -20,7 +20,8 @@ Hugging Face folder) and `open_checkpoint(path)` returns its reader
           without a leading `target/`) of parameters that may be absent from the
           checkpoint; those are initialised fresh, like t5x's
           `RestoreCheckpointConfig(assignment_map=((regex, None),), fallback_to_scratch=True)`.
-          The default covers the task-conditioning modules (`hyperprompt/...`).
+          The default (None) covers every registered task-conditioning method
+          (`conditioning.param_patterns()`: `hyperprompt/.*`, ...).
   rng:    PRNG key for the fresh parameters when `target` is a T5Config
           (default `PRNGKey(0)`); only the missing parameters are computed.
   init_fn: `rng -> params` for an abstract params `target` with missing params.
@@ -43,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperprompt_jax import conditioning
 from hyperprompt_jax import network
 from hyperprompt_jax.formats import hf
 from hyperprompt_jax.formats import t5x
-from hyperprompt_jax.formats.tree import (TASK_CONDITIONING_PATTERNS, CheckpointError,
-                                          CheckpointReader, Params, Shape, abstract_params,
+from hyperprompt_jax.formats.tree import (CheckpointError, CheckpointReader, Params, Shape, abstract_params,
                                           architecture_mismatches, flatten, init_params_subset,
                                           unflatten)
 
@@ -118,7 +119,7 @@ def _describe(keys: Sequence[str], shapes: Mapping[str, Shape], limit: int = 20)
 def restore_params(path: str,
                    target: Union[network.T5Config, Params],
                    *,
-                   fallback_to_scratch: Sequence[str] = TASK_CONDITIONING_PATTERNS,
+                   fallback_to_scratch: Optional[Sequence[str]] = None,
                    rng: Optional[jax.Array] = None,
                    init_fn: Optional[Callable[[jax.Array], Params]] = None,
                    dtype: Any = None) -> Dict[str, Any]:
@@ -128,6 +129,8 @@ def restore_params(path: str,
   `fallback_to_scratch` that the checkpoint lacks are initialised fresh; any
   other difference between checkpoint and model is a `CheckpointError`.
   """
+  if fallback_to_scratch is None:
+    fallback_to_scratch = conditioning.param_patterns()
   if isinstance(fallback_to_scratch, str):
     fallback_to_scratch = (fallback_to_scratch,)
   config = target if isinstance(target, network.T5Config) else None

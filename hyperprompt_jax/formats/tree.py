@@ -33,11 +33,6 @@ from hyperprompt_jax import run_dir
 Params = Mapping[str, Any]
 Shape = Tuple[int, ...]
 
-# Top-level names of the task-conditioning modules (HyperPrompt and the baselines).
-CONDITIONING_PARAM_PREFIXES: Tuple[str, ...] = tuple(conditioning_lib.PARAM_PREFIXES)
-# Task-conditioning parameters, initialised fresh when a backbone checkpoint lacks them.
-TASK_CONDITIONING_PATTERNS: Tuple[str, ...] = tuple(
-    rf"{prefix}/.*" for prefix in CONDITIONING_PARAM_PREFIXES)
 # Our T5Config next to a checkpoint (the launcher's MODEL_DIR; `convert.py`'s output).
 CONFIG_FILENAME = run_dir.MODEL_CONFIG
 # T5Config fields that define the parameter tree and the backbone's function.
@@ -80,7 +75,7 @@ def backbone_config(config: network.T5Config) -> network.T5Config:
 
 def is_conditioning_param(key: str) -> bool:
   """Whether the flat parameter path belongs to a task-conditioning module."""
-  return key.split("/", 1)[0] in CONDITIONING_PARAM_PREFIXES
+  return key.split("/", 1)[0] in conditioning_lib.param_prefixes()
 
 
 def abstract_params(config: network.T5Config) -> Dict[str, Any]:
