@@ -34,7 +34,6 @@ import tensorflow as tf
 
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import errors
-from hyperprompt_jax import run_dir
 
 TaskTable = Tuple[Optional[str], ...]
 # Suffix of the task variants a mixture registers per task index (hyperprompt_tasks').
@@ -144,18 +143,6 @@ def task_table(name: str) -> TaskTable:
   if not by_index:
     return ()
   return tuple(by_index.get(i) for i in range(max(by_index) + 1))
-
-
-def save_or_check_task_table(model_dir: str, table: TaskTable, mixture_or_task_name: str,
-                             save: bool = True) -> None:
-  """Refuses a table that remaps MODEL_DIR's saved tasks; saves it (first run).
-
-  The file format and the rules (append-only extension) are `run_dir`'s.
-  """
-  if not save:
-    run_dir.check_task_table(model_dir, table)
-    return
-  run_dir.save_or_check_task_table(model_dir, table, mixture_or_task_name=mixture_or_task_name)
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import errors
 from hyperprompt_jax import evaluation
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import preflight
 from hyperprompt_jax import run_dir
 from hyperprompt_jax import trainer as trainer_lib
 
@@ -76,13 +77,7 @@ def evaluate(*,
              chance_fn=None) -> Dict[int, Dict[str, Dict[str, float]]]:
   """Evaluates checkpoint(s) on `dataset_cfg`; returns `{step: {task: {metric: value}}}`."""
   with launch.configuration_errors():
-    data_lib.import_modules(dataset_cfg.module)
-    table = data_lib.task_table(dataset_cfg.mixture_or_task_name)
-    data_lib.check_model_and_tasks(dataset_cfg, model, table)
-    model_dir = run_dir.model_dir_of(checkpoint_path)
-    if model_dir is not None and table:
-      data_lib.save_or_check_task_table(model_dir, table, dataset_cfg.mixture_or_task_name,
-                                        save=False)
+    preflight.check_checkpoint_data(dataset_cfg, model, checkpoint_path)
     paths = checkpoint_paths(checkpoint_path, checkpoint_steps)
     partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
     shapes = trainer_lib.batch_shapes(dataset_cfg.batch_size, {"inputs": 8, "targets": 8})

@@ -39,6 +39,7 @@ from hyperprompt_jax import errors
 from hyperprompt_jax import eval as eval_lib
 from hyperprompt_jax import evaluation
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import preflight
 from hyperprompt_jax import run_dir
 from hyperprompt_jax import trainer as trainer_lib
 
@@ -66,15 +67,9 @@ def infer(*,
           max_examples: Optional[int] = None) -> Dict[str, str]:
   """Writes the predictions of every task of `dataset_cfg`; returns `{task: jsonl path}`."""
   with launch.configuration_errors():
-    data_lib.import_modules(dataset_cfg.module)
     if dataset_cfg.task_feature_lengths is None:
       raise errors.ConfigError("inference needs TASK_FEATURE_LENGTHS.")
-    table = data_lib.task_table(dataset_cfg.mixture_or_task_name)
-    data_lib.check_model_and_tasks(dataset_cfg, model, table)
-    model_dir = run_dir.model_dir_of(checkpoint_path)
-    if model_dir is not None and table:
-      data_lib.save_or_check_task_table(model_dir, table, dataset_cfg.mixture_or_task_name,
-                                        save=False)
+    preflight.check_checkpoint_data(dataset_cfg, model, checkpoint_path)
     partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
     trainer = trainer_lib.Trainer(
         model, None, partitioner,

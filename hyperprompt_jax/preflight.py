@@ -333,6 +333,23 @@ def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
 # ---------------------------------------------------------------------------
 
 
+def check_checkpoint_data(cfg: data_lib.DatasetConfig, model: Any, checkpoint_path: str
+                          ) -> data_lib.TaskTable:
+  """`eval` / `infer`: the mixture fits the model and the checkpoint's saved task table.
+
+  Imports the task module, reads the mixture's task table, checks it against the
+  model and, when the checkpoint's MODEL_DIR holds a task table, against that one.
+  Returns the table.
+  """
+  data_lib.import_modules(cfg.module)
+  table = data_lib.task_table(cfg.mixture_or_task_name)
+  data_lib.check_model_and_tasks(cfg, model, table)
+  model_dir = run_dir.model_dir_of(checkpoint_path)
+  if model_dir is not None and table:
+    run_dir.check_task_table(model_dir, table)
+  return table
+
+
 def check_run(model: Any, model_dir: str, cfgs: Sequence[data_lib.DatasetConfig],
               reliability_cfg: reliability.ReliabilityConfig
               ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
@@ -366,8 +383,7 @@ def check_run(model: Any, model_dir: str, cfgs: Sequence[data_lib.DatasetConfig]
   if tables[0] and not reliability_cfg.allow_config_change:
     for cfg, table in zip(cfgs[1:], tables[1:]):
       if table:
-        data_lib.save_or_check_task_table(model_dir, table, cfg.mixture_or_task_name,
-                                          save=False)
+        run_dir.check_task_table(model_dir, table)
 
   def commit() -> None:
     if jax.process_index() == 0:

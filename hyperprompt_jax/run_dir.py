@@ -16,8 +16,9 @@
   best_checkpoints.json.
 
 Every JSON or text file is written through `write_json` / `write_text`: into a
-temporary file beside the target, then renamed over it (`tf.io.gfile`, so
-`gs://` folders work), so a crash never leaves a half-written file.
+temporary file beside the target, then renamed over it (`etils.epath`, so
+`gs://` folders work, and TensorFlow is not loaded for it), so a crash never
+leaves a half-written file.
 `model_dir_of(path)` finds the MODEL_DIR a checkpoint path belongs to.
 
 The task table (`task_table.json`): a model trained with task indices only makes
@@ -39,7 +40,7 @@ import os
 import time
 from typing import Any, Optional, Sequence, Tuple
 
-import tensorflow as tf
+from etils import epath
 
 from hyperprompt_jax import errors
 
@@ -70,13 +71,11 @@ def eval_results(step: int) -> str:
 
 def write_text(path: str, text: str) -> str:
   """Writes `text` to `path` atomically (temporary file, then rename); returns the path."""
-  folder = os.path.dirname(path)
-  if folder:
-    tf.io.gfile.makedirs(folder)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  target = epath.Path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+  tmp.write_text(text)
+  tmp.replace(target)
   return path
 
 
@@ -90,7 +89,7 @@ def keep_replaced(path: str) -> str:
   """Copies `path` to `<stem>.replaced-<time><ext>` before it is replaced; returns the copy."""
   stem, ext = os.path.splitext(path)
   backup = f"{stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
-  tf.io.gfile.copy(path, backup, overwrite=True)
+  epath.Path(path).copy(epath.Path(backup), overwrite=True)
   return backup
 
 
@@ -112,7 +111,7 @@ def model_dir_of(path: str) -> Optional[str]:
   """
   folder = absolute_path(os.fspath(path)).rstrip("/")
   for _ in range(4):  # MODEL_DIR/checkpoint_<step>/state/<file>
-    if tf.io.gfile.exists(os.path.join(folder, TASK_TABLE)):
+    if epath.Path(folder, TASK_TABLE).exists():
       return folder
     folder = os.path.dirname(folder)
   return None
@@ -143,14 +142,12 @@ def _validate(table: Sequence[Optional[str]]) -> Table:
 def load_task_table(model_dir: str) -> Optional[Table]:
   """The table saved in `model_dir`, or None if there is none."""
   path = task_table_path(model_dir)
-  if not tf.io.gfile.exists(path):
+  if not epath.Path(path).exists():
     return None
-  with tf.io.gfile.GFile(path, "r") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise errors.ConfigError(
-          f"{path} is not a valid task table ({e}); it was not changed") from e
+  try:
+    data = json.loads(epath.Path(path).read_text())
+  except json.JSONDecodeError as e:
+    raise errors.ConfigError(f"{path} is not a valid task table ({e}); it was not changed") from e
   if not isinstance(data, dict) or data.get("format") != _TASK_TABLE_FORMAT or "tasks" not in data:
     raise errors.ConfigError(f"{path} is not a task table (expected format "
                              f"{_TASK_TABLE_FORMAT!r}); it was not changed")

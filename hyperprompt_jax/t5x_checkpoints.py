@@ -11,7 +11,8 @@ from hyperprompt_jax.formats.restore import (checkpoint_param_shapes, load_param
                                              restore_params)
 from hyperprompt_jax.formats.t5x import (CHECKPOINT_PREFIX, LEGACY_FILENAME, STATE_ITEM,
                                          save_legacy_checkpoint, save_orbax_checkpoint)
-from hyperprompt_jax.formats.tree import (ARCHITECTURE_FIELDS, CONFIG_FILENAME, CheckpointError, CheckpointReader, abstract_params,
+from hyperprompt_jax.formats.tree import (ARCHITECTURE_FIELDS, CONFIG_FILENAME, CheckpointError,
+                                          CheckpointReader, abstract_params,
                                           architecture_mismatches, backbone_config,
                                           config_from_dict, config_to_dict, flatten,
                                           infer_config, init_params_subset,

@@ -7,10 +7,13 @@ import json
 import os
 import shutil
 
+import gin
 import pytest
 import seqio
 
 import reliability_testlib as rl
+from hyperprompt_jax import errors
+from hyperprompt_jax import launch
 from hyperprompt_jax import network
 from hyperprompt_jax import preflight
 from hyperprompt_jax import run_dir
@@ -97,6 +100,24 @@ def test_a_bug_in_the_network_keeps_its_traceback(capsys, monkeypatch, tmp_path)
     train_lib.main(rl.gin_args(tmp_path / "run", steps=1))
   assert "network.py" in {entry.path.name for entry in e.traceback}  # raised in the forward pass
   assert not [l for l in rl.error_lines(capsys.readouterr().err) if l.startswith("error:")]
+
+
+def test_only_refusals_and_gin_errors_become_configuration_errors():
+  @gin.configurable("preflight_test_fn")
+  def needs_x(x=gin.REQUIRED):
+    return x
+
+  with pytest.raises(launch.ConfigurationError, match="Required bindings for `preflight_test_fn`"):
+    with launch.configuration_errors():  # raised by gin when the configurable is called
+      needs_x()
+  with pytest.raises(launch.ConfigurationError, match="^bad value$"):
+    with launch.configuration_errors():
+      raise errors.ConfigError("bad value\n")
+  for bug in (ValueError("a bug"), RuntimeError("a bug"), KeyError("a bug"), OSError("a bug")):
+    with pytest.raises(type(bug)) as e:
+      with launch.configuration_errors():
+        raise bug
+    assert not isinstance(e.value, launch.ConfigurationError)
 
 
 def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished_run):

@@ -27,7 +27,7 @@ Hugging Face folder) and `open_checkpoint(path)` returns its reader
   init_fn: `rng -> params` for an abstract params `target` with missing params.
   dtype:  dtype of the returned leaves (default: the target's dtypes, float32).
   Returns the params tree of numpy arrays (same structure as the target).
-  Raises `CheckpointError` (a ValueError) naming every parameter that is in the
+  Raises `CheckpointError` (an `errors.ConfigError`) naming every parameter that is in the
   checkpoint but not the model, in the model but not the checkpoint (and not
   matched by `fallback_to_scratch`), or whose shapes differ (both shapes given),
   and for a missing, truncated or corrupt checkpoint.
@@ -48,9 +48,9 @@ from hyperprompt_jax import conditioning
 from hyperprompt_jax import network
 from hyperprompt_jax.formats import hf
 from hyperprompt_jax.formats import t5x
-from hyperprompt_jax.formats.tree import (CheckpointError, CheckpointReader, Params, Shape, abstract_params,
-                                          architecture_mismatches, flatten, init_params_subset,
-                                          unflatten)
+from hyperprompt_jax.formats.tree import (CheckpointError, CheckpointReader, Params, Shape,
+                                          abstract_params, architecture_mismatches, flatten,
+                                          init_params_subset, unflatten)
 
 
 def _matches(patterns: Sequence[str], key: str) -> bool:
