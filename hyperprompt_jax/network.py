@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from flax import struct
+from flax.linen import partitioning as nn_partitioning
 
 from hyperprompt_jax import conditioning as conditioning_lib
 from hyperprompt_jax import errors
@@ -85,6 +86,20 @@ class T5Config:
       scatter-add); False gathers rows instead, which saves
       4 * B * L * V * E FLOPs per train step (~84 GFLOP at T5-small shapes,
       batch 8 x 160 tokens) and is faster on CPU and GPU.
+    remat_policy: rematerialisation of each encoder and decoder layer (t5x
+      scalable_t5's meaning): 'none' keeps every activation for the backward
+      pass; 'minimal' keeps only matmul outputs without batch dimensions
+      (`jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims`) and
+      recomputes the rest; 'full' keeps nothing but the layer inputs.
+
+  Layout (changes the parameter tree's layout, not its values; see formats/scan.py):
+    scan_layers: run each stack's layers under `nn.scan` (one compiled layer
+      per stack, t5x's scalable_t5): the layer parameters become one tree
+      `encoder/layers/...` / `decoder/layers/...` whose leaves are stacked on a
+      `layers` logical axis, and the decoder's cache gains a leading layer axis.
+      False keeps t5x's unrolled `layers_0 .. layers_{n-1}` tree.
+    param_scan_axis: where the `layers` axis sits in each stacked leaf (0 or 1;
+      t5x's default 1: `attention/query/kernel [E, layers, H*D]`).
   """
   vocab_size: int
   # Activation dtype (parameters are always float32).
@@ -127,6 +142,12 @@ class T5Config:
   adapter_activation: str = "gelu"
   adapter_blocks: Sequence[str] = ("attention", "mlp")
   adapter_init_stddev: float = 1e-2
+  # Memory and compile time (scalable_t5's fields).
+  remat_policy: str = "none"
+  scan_layers: bool = False
+  param_scan_axis: int = 1
+
+REMAT_POLICIES = ("none", "minimal", "full")
 
 
 def validate_config(config: T5Config) -> None:
@@ -135,6 +156,12 @@ def validate_config(config: T5Config) -> None:
   The conditioning fields are checked by the method's registry record.
   """
   errors.check_positive(config, "num_tasks")
+  if config.remat_policy not in REMAT_POLICIES:
+    raise errors.ConfigError(f"T5Config.remat_policy must be one of {REMAT_POLICIES}, got "
+                             f"{config.remat_policy!r}.")
+  if config.param_scan_axis not in (0, 1):
+    raise errors.ConfigError(f"T5Config.param_scan_axis must be 0 or 1 (every stacked leaf has "
+                             f"at least one axis), got {config.param_scan_axis!r}.")
   conditioning_lib.validate_config(config)
   lowest = config.task_sentinel_id - (config.num_tasks - 1)
   if conditioning_lib.active_method(config) != "none" and not (
@@ -222,6 +249,26 @@ class DecoderLayer(nn.Module):
     return z + y
 
 
+# Positional indices (self = 0) of the Python-bool arguments of the layers' `__call__`.
+_ENCODER_STATIC_ARGNUMS = (4,)  # deterministic
+_DECODER_STATIC_ARGNUMS = (6, 7)  # deterministic, decode
+
+
+def remat_policy(name: str) -> Optional[Any]:
+  """The `jax.checkpoint` policy of `T5Config.remat_policy` 'minimal' or 'full' (None)."""
+  if name == "minimal":
+    return jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims
+  return None  # 'full': save nothing, recompute the whole layer.
+
+
+def _layer_class(cfg: T5Config, layer_cls, static_argnums: Tuple[int, ...]):
+  """`layer_cls`, rematerialised per `cfg.remat_policy` (unchanged for 'none')."""
+  if cfg.remat_policy == "none":
+    return layer_cls
+  return nn.remat(layer_cls, policy=remat_policy(cfg.remat_policy),
+                  prevent_cse=not cfg.scan_layers, static_argnums=static_argnums)
+
+
 def _layer_prefix(prefixes: Prefixes, lyr: int) -> Prefixes:
   if prefixes is None:
     return None
@@ -254,10 +301,11 @@ class Encoder(nn.Module):
       x = jnp.concatenate([input_prompt.astype(x.dtype), x], axis=1)
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x.astype(cfg.dtype)
+    layer_cls = _layer_class(cfg, EncoderLayer, _ENCODER_STATIC_ARGNUMS)
     for lyr in range(cfg.num_encoder_layers):
-      x = EncoderLayer(config=cfg, name=f"layers_{lyr}")(
-          x, encoder_mask, encoder_bias, deterministic, prefix=_layer_prefix(prefixes, lyr),
-          adapter=adapters_lib.layer_weights(adapters, lyr))
+      x = layer_cls(config=cfg, name=f"layers_{lyr}")(
+          x, encoder_mask, encoder_bias, deterministic, _layer_prefix(prefixes, lyr),
+          adapters_lib.layer_weights(adapters, lyr))
     x = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="encoder_norm")(x)
     return nn.Dropout(rate=cfg.dropout_rate)(x, deterministic=deterministic)
@@ -288,11 +336,12 @@ class Decoder(nn.Module):
     y = self.shared_embedding(decoder_input_tokens.astype("int32"))
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = y.astype(cfg.dtype)
+    layer_cls = _layer_class(cfg, DecoderLayer, _DECODER_STATIC_ARGNUMS)
     for lyr in range(cfg.num_decoder_layers):
-      y = DecoderLayer(config=cfg, name=f"layers_{lyr}")(
-          y, encoded, decoder_mask=decoder_mask, encoder_decoder_mask=encoder_decoder_mask,
-          decoder_bias=decoder_bias, deterministic=deterministic, decode=decode,
-          prefix=_layer_prefix(prefixes, lyr), adapter=adapters_lib.layer_weights(adapters, lyr))
+      # Positional: `nn.remat` takes no keyword arguments.
+      y = layer_cls(config=cfg, name=f"layers_{lyr}")(
+          y, encoded, decoder_mask, encoder_decoder_mask, decoder_bias, deterministic, decode,
+          _layer_prefix(prefixes, lyr), adapters_lib.layer_weights(adapters, lyr))
     y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
                          name="decoder_norm")(y)
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)

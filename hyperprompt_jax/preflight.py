@@ -46,7 +46,7 @@ from hyperprompt_jax.formats import tree as tree_lib
 # ALLOW_CONFIG_CHANGE: computation (not model) settings; the conditioning methods'
 # registry records add their initialisers (`runtime_fields()`).
 BACKBONE_RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits",
-                           "one_hot_embedding")
+                           "one_hot_embedding", "remat_policy")
 
 
 def runtime_fields() -> Tuple[str, ...]:
