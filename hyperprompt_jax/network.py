@@ -206,7 +206,8 @@ class EncoderLayer(nn.Module):
                         name="mlp")(y, deterministic=deterministic)
     y = _adapt(cfg, y, adapter, "mlp")
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
-    return y + x
+    out = y + x
+    return (out, None) if cfg.scan_layers else out  # `nn.scan` wants (carry, output)
 
 
 class DecoderLayer(nn.Module):
@@ -246,7 +247,8 @@ class DecoderLayer(nn.Module):
                         name="mlp")(z, deterministic=deterministic)
     z = _adapt(cfg, z, adapter, "mlp")
     z = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(z, deterministic=deterministic)
-    return z + y
+    out = z + y
+    return (out, None) if cfg.scan_layers else out  # `nn.scan` wants (carry, output)
 
 
 # Positional indices (self = 0) of the Python-bool arguments of the layers' `__call__`.
@@ -267,6 +269,30 @@ def _layer_class(cfg: T5Config, layer_cls, static_argnums: Tuple[int, ...]):
     return layer_cls
   return nn.remat(layer_cls, policy=remat_policy(cfg.remat_policy),
                   prevent_cse=not cfg.scan_layers, static_argnums=static_argnums)
+
+
+def _layers_first(per_layer: Any) -> Any:
+  """Per-layer inputs `[B, M, ...]` (prefixes, adapter weights) -> `[M, B, ...]` for `nn.scan`."""
+  return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 1, 0), per_layer)
+
+
+def _scanned_layers(stack: nn.Module, layer_cls, num_layers: int, num_broadcast: int):
+  """`layer_cls` under `nn.scan` over `num_layers` layers, named `layers` (t5x scalable_t5).
+
+  The carry is the activations `[B, L, E]`; the next `num_broadcast` arguments
+  are the same for every layer (masks, the shared relative-position bias, flags);
+  the last two (prefix, adapter weights) are scanned on their leading layer axis.
+  Parameters are stacked at `param_scan_axis` with the logical axis `layers`, the
+  cache at axis 0. When applying, the parameters are only read (`ScanIn`).
+  """
+  cfg = stack.config
+  params_axis = (cfg.param_scan_axis if stack.is_mutable_collection("params")
+                 else nn_partitioning.ScanIn(cfg.param_scan_axis))
+  return nn_partitioning.scan_with_axes(
+      layer_cls, variable_axes={"params": params_axis, "cache": 0},
+      split_rngs={"params": True, "dropout": True},
+      in_axes=(nn.broadcast,) * num_broadcast + (0, 0), length=num_layers,
+      axis_name="layers")(config=cfg, name="layers")
 
 
 def _layer_prefix(prefixes: Prefixes, lyr: int) -> Prefixes:
@@ -302,7 +328,11 @@ class Encoder(nn.Module):
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x.astype(cfg.dtype)
     layer_cls = _layer_class(cfg, EncoderLayer, _ENCODER_STATIC_ARGNUMS)
-    for lyr in range(cfg.num_encoder_layers):
+    if cfg.scan_layers:
+      x, _ = _scanned_layers(self, layer_cls, cfg.num_encoder_layers, 3)(
+          x, encoder_mask, encoder_bias, deterministic, _layers_first(prefixes),
+          _layers_first(adapters))
+    for lyr in range(0 if cfg.scan_layers else cfg.num_encoder_layers):
       x = layer_cls(config=cfg, name=f"layers_{lyr}")(
           x, encoder_mask, encoder_bias, deterministic, _layer_prefix(prefixes, lyr),
           adapters_lib.layer_weights(adapters, lyr))
@@ -337,7 +367,11 @@ class Decoder(nn.Module):
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = y.astype(cfg.dtype)
     layer_cls = _layer_class(cfg, DecoderLayer, _DECODER_STATIC_ARGNUMS)
-    for lyr in range(cfg.num_decoder_layers):
+    if cfg.scan_layers:
+      y, _ = _scanned_layers(self, layer_cls, cfg.num_decoder_layers, 6)(
+          y, encoded, decoder_mask, encoder_decoder_mask, decoder_bias, deterministic, decode,
+          _layers_first(prefixes), _layers_first(adapters))
+    for lyr in range(0 if cfg.scan_layers else cfg.num_decoder_layers):
       # Positional: `nn.remat` takes no keyword arguments.
       y = layer_cls(config=cfg, name=f"layers_{lyr}")(
           y, encoded, decoder_mask, encoder_decoder_mask, decoder_bias, deterministic, decode,

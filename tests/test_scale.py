@@ -1,11 +1,15 @@
 """Pod-scale options of the network: `remat_policy` and `scan_layers` (issue 14)."""
+import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from hyperprompt_jax import errors
 from hyperprompt_jax import models
 from hyperprompt_jax import network
+from hyperprompt_jax import partitioning
+from hyperprompt_jax.formats import scan as scan_lib
 
 import helpers
 from conditioning import conditioning_testlib as lib
@@ -66,3 +70,90 @@ def test_bad_remat_policy_and_scan_axis_are_refused():
     module = network.Transformer(config=helpers.tiny_config(**overrides))
     with pytest.raises(errors.ConfigError, match=field):
       lib.abstract_variables(module.config)
+
+
+def _scanned_twin(config, axis=1):
+  """(scanned module, params): `config`'s random unrolled params stacked on the layer axis."""
+  _, params = lib.random_model(config)
+  scanned = config.replace(scan_layers=True, param_scan_axis=axis)
+  return network.Transformer(config=scanned), scan_lib.stack_layers(params, axis=axis)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_scanned_tree_is_the_stacked_unrolled_tree_with_a_layers_axis(axis):
+  for method in METHODS:
+    config = _config(method)
+    unrolled = lib.abstract_variables(config)["params"]
+    scanned = lib.abstract_variables(config.replace(scan_layers=True, param_scan_axis=axis))
+    expected = helpers.flat(scan_lib.stack_layers(unrolled, axis=axis))
+    got = helpers.flat(scanned["params"])
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in expected.items()}
+    assert not scan_lib.is_unrolled(list(got)) and scan_lib.is_scanned(list(got))
+    for name, names in helpers.flat(scanned["params_axes"]).items():
+      name = name[:-len("_axes")]
+      stacked = name.split("/")[1] == "layers" and name.split("/")[0] in scan_lib.STACKS
+      if stacked:
+        assert names.names[axis] == "layers", (method, name, names.names)
+      elif name.split("/")[0] in scan_lib.STACKS:
+        assert "layers" not in names.names, (method, name, names.names)
+  rules = dict(partitioning.standard_logical_axis_rules())
+  assert rules["layers"] is None and partitioning.factor_rules()["layers"] == "batch"
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_scanned_cached_decoding_matches_the_unrolled_full_forward(method):
+  config = _config(method)
+  module, params = lib.random_model(config)
+  batch = helpers.mixed_batch()
+  full = np.asarray(lib.forward_fn(module)(params, batch))
+  scanned, scanned_params = _scanned_twin(config)
+  cached, cache = helpers.cached_decode_logits(scanned, scanned_params, batch)
+  valid = np.asarray(batch["decoder_target_tokens"] > 0)
+  np.testing.assert_allclose(np.asarray(cached)[valid], full[valid], atol=1e-5, rtol=0)
+  # The cache is stacked on a leading layer axis; only decoded tokens are cached.
+  for path, value in helpers.flat(cache).items():
+    assert path.startswith("decoder/layers/"), path
+    assert value.shape[0] == config.num_decoder_layers, path
+    if path.endswith("cached_key"):
+      assert value.shape[1:] == (4, config.num_heads, config.head_dim, 6), path
+
+
+def test_t5x_beam_expansion_of_the_scanned_cache_at_cache_offset_1():
+  """t5x's decoding, for a module with `scan_layers`, repeats every cache leaf but
+  `cache_index` along axis `cache_offset=1` (`flat_batch_beam_expand`); decoding
+  from that expanded cache gives every beam the unexpanded row's logits."""
+  config = _config("hyperprompt_global")
+  module, params = lib.random_model(config)
+  batch = helpers.mixed_batch()
+  full = np.asarray(lib.forward_fn(module)(params, batch))
+  scanned, scanned_params = _scanned_twin(config)
+  beams, cache_offset = 2, 1
+
+  @helpers.fast_jit
+  def run(params, enc, dec_in):
+    b, length = dec_in.shape
+    _, init = scanned.apply({"params": params}, jnp.ones_like(enc), jnp.ones((b, length), jnp.int32),
+                            jnp.ones((b, length), jnp.int32), decode=True, enable_dropout=False,
+                            mutable=["cache"])
+    cache = flax.traverse_util.path_aware_map(
+        lambda path, x: x if path[-1] == "cache_index" else jnp.repeat(x, beams, cache_offset),
+        flax.core.unfreeze(init["cache"]))
+    enc = jnp.repeat(enc, beams, 0)
+    encoded = scanned.apply({"params": params}, enc, enable_dropout=False,
+                            method=scanned.encode)
+
+    def step(cache, tok):
+      logits, new = scanned.apply({"params": params, "cache": cache}, encoded, enc, tok[:, None],
+                                  tok[:, None], enable_dropout=False, decode=True,
+                                  max_decode_length=length, mutable=["cache"],
+                                  method=scanned.decode)
+      return new["cache"], logits[:, 0]
+
+    _, logits = jax.lax.scan(step, cache, jnp.transpose(jnp.repeat(dec_in, beams, 0)))
+    return jnp.transpose(logits, (1, 0, 2))
+
+  logits = np.asarray(run(scanned_params, batch["encoder_input_tokens"],
+                          batch["decoder_input_tokens"]))
+  valid = np.asarray(batch["decoder_target_tokens"] > 0)
+  for beam in range(beams):
+    np.testing.assert_allclose(logits[beam::beams][valid], full[valid], atol=1e-5, rtol=0)
