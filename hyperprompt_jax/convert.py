@@ -40,6 +40,7 @@ from hyperprompt_jax import network
 from hyperprompt_jax import params as params_lib
 from hyperprompt_jax.formats import hf
 from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import scan as scan_lib
 from hyperprompt_jax.formats import t5x as t5x_lib
 from hyperprompt_jax.formats import tree as tree_lib
 
@@ -132,6 +133,8 @@ def convert(args) -> str:
       config = _t5x_config(args, reader)
       params = tree_lib.unflatten(reader.read())
       source = f"t5x ({reader.kind}) {reader.location}"
+      # A scanned run converts to t5x's public unrolled T5.1.1 layout.
+      params, config = scan_lib.unrolled(params, config)
     if args.dst == "hf":
       dropped = hf.save_hf_checkpoint(tmp, params, config, dtype=args.dtype)
       if dropped:

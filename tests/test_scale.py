@@ -9,7 +9,10 @@ from hyperprompt_jax import errors
 from hyperprompt_jax import models
 from hyperprompt_jax import network
 from hyperprompt_jax import partitioning
+from hyperprompt_jax.formats import hf as hf_lib
+from hyperprompt_jax.formats import restore as restore_lib
 from hyperprompt_jax.formats import scan as scan_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
 
 import helpers
 from conditioning import conditioning_testlib as lib
@@ -157,3 +160,46 @@ def test_t5x_beam_expansion_of_the_scanned_cache_at_cache_offset_1():
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   for beam in range(beams):
     np.testing.assert_allclose(logits[beam::beams][valid], full[valid], atol=1e-5, rtol=0)
+
+
+def test_stack_then_unstack_is_the_identity():
+  _, params = lib.random_model(_config("adapters"))
+  for axis in (0, 1):
+    back = helpers.flat(scan_lib.unstack_layers(scan_lib.stack_layers(params, axis=axis),
+                                                axis=axis))
+    want = helpers.flat(params)
+    assert back.keys() == want.keys()
+    for k in want:
+      np.testing.assert_array_equal(np.asarray(back[k]), np.asarray(want[k]), err_msg=k)
+
+
+def test_one_checkpoint_restores_scanned_and_unrolled_with_the_same_logits_and_gradients(
+    tmp_path):
+  config = _config("hyperprompt_global")
+  _, params = lib.random_model(config)
+  t5x_lib.save_orbax_checkpoint(str(tmp_path / "unrolled"), params)
+  scanned_config = config.replace(scan_layers=True)
+  scanned = restore_lib.restore_params(str(tmp_path / "unrolled"), scanned_config)
+  assert scan_lib.is_scanned(list(helpers.flat(scanned)))
+  # ... and a scanned checkpoint restores into the unrolled model.
+  t5x_lib.save_orbax_checkpoint(str(tmp_path / "scanned"), scanned)
+  unrolled = restore_lib.restore_params(str(tmp_path / "scanned"), config)
+  _assert_trees_close(unrolled, params, atol=0)
+  batch = helpers.mixed_batch()
+  loss, grads = _loss_and_grads(config, params, batch)
+  scanned_loss, scanned_grads = _loss_and_grads(scanned_config, scanned, batch)
+  np.testing.assert_allclose(scanned_loss, loss, rtol=1e-6)
+  _assert_trees_close(scan_lib.unstack_layers(scanned_grads, axis=1), grads, atol=1e-5)
+  scanned_logits = lib.forward_fn(network.Transformer(config=scanned_config))(scanned, batch)
+  np.testing.assert_allclose(scanned_logits, lib.forward_fn(network.Transformer(config=config))(
+      params, batch), atol=1e-5, rtol=0)
+
+
+def test_hugging_face_export_of_a_scanned_run_writes_the_unrolled_layers(tmp_path):
+  config = _config("vanilla", vocab_size=helpers.VOCAB)
+  _, params = lib.random_model(config)
+  scanned_config = config.replace(scan_layers=True)
+  hf_lib.save_hf_checkpoint(str(tmp_path), scan_lib.stack_layers(params, axis=1), scanned_config)
+  loaded_config, loaded = hf_lib.load_hf_checkpoint(str(tmp_path))
+  assert not loaded_config.scan_layers
+  _assert_trees_close(loaded, params, atol=0)

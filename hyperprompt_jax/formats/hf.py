@@ -54,6 +54,7 @@ import ml_dtypes
 import numpy as np
 
 from hyperprompt_jax import network
+from hyperprompt_jax.formats import scan
 from hyperprompt_jax.formats import tree as tree_lib
 
 CheckpointError = tree_lib.CheckpointError
@@ -454,6 +455,7 @@ def save_hf_checkpoint(folder: str, params: Mapping[str, Any], config: network.T
   Only the T5 backbone is exported; task-conditioning parameters (HyperPrompt)
   have no place in a HF T5 and are returned as the list of dropped names.
   """
+  params, config = scan.unrolled(params, config)  # a scanned run's layers, one per layer
   np_dtype = np.dtype(ml_dtypes.bfloat16) if str(dtype) == "bfloat16" else np.dtype(dtype)
   state_dict, dropped = hf_state_dict_from_params(params, config, np_dtype)
   hf_config = hf_config_from_config(config)

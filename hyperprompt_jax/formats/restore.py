@@ -47,6 +47,7 @@ import numpy as np
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import network
 from hyperprompt_jax.formats import hf
+from hyperprompt_jax.formats import scan
 from hyperprompt_jax.formats import t5x
 from hyperprompt_jax.formats.tree import (CheckpointError, CheckpointReader, Params, Shape,
                                           abstract_params, architecture_mismatches, flatten,
@@ -122,8 +123,14 @@ def restore_params(path: str,
                    fallback_to_scratch: Optional[Sequence[str]] = None,
                    rng: Optional[jax.Array] = None,
                    init_fn: Optional[Callable[[jax.Array], Params]] = None,
-                   dtype: Any = None) -> Dict[str, Any]:
+                   dtype: Any = None,
+                   param_scan_axis: int = 1) -> Dict[str, Any]:
   """Restores a checkpoint's parameters into the network's params tree.
+
+  The scanned and unrolled layouts (`formats/scan.py`) restore into each other:
+  `param_scan_axis` is the model's stacking axis when `target` is a params tree
+  (a T5Config target gives its own); a scanned checkpoint's axis is the one its
+  saved T5Config names (t5x's default 1 without one).
 
   See the module docstring for the arguments. Parameters matched by
   `fallback_to_scratch` that the checkpoint lacks are initialised fresh; any
@@ -150,6 +157,8 @@ def restore_params(path: str,
     if diffs:
       raise CheckpointError(f"the checkpoint at {reader.location} was saved for a different "
                             f"architecture (checkpoint vs model): {'; '.join(diffs)}")
+  reader = _in_model_layout(reader, list(model_shapes),
+                            config.param_scan_axis if config is not None else param_scan_axis)
   ckpt_shapes = reader.shapes()
 
   extra = [k for k in ckpt_shapes if k not in model_shapes]
@@ -181,6 +190,18 @@ def restore_params(path: str,
     out[k] = np.asarray(values[k]).astype(want, copy=False)
   params = unflatten(out)
   return {"params": params} if wrapped else params
+
+
+def _in_model_layout(reader: CheckpointReader, model_keys: Sequence[str],
+                     model_axis: int) -> CheckpointReader:
+  """`reader` seen in the model's layout: stacked or unstacked on the fly when they differ."""
+  ckpt_keys = list(reader.shapes())
+  if scan.is_scanned(model_keys) and scan.is_unrolled(ckpt_keys):
+    return scan.stacked_reader(reader, axis=model_axis)
+  if scan.is_unrolled(model_keys) and scan.is_scanned(ckpt_keys):
+    saved = reader.config
+    return scan.unstacked_reader(reader, axis=getattr(saved, "param_scan_axis", 1))
+  return reader
 
 
 def _fresh_values(keys, flat_template, config, rng, init_fn) -> Dict[str, np.ndarray]:
