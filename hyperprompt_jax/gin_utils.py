@@ -33,9 +33,11 @@ def _guard_system_path_reader() -> None:
   """Makes gin's Python-package file lookup answer False instead of raising.
 
   gin also looks an `include 'a/b.gin'` up as file `b.gin` of Python package `a`;
-  when `a` is a namespace package (a folder without `__init__.py` on sys.path,
-  e.g. `tests/conditioning/` while testing) that lookup raises TypeError
-  instead of moving on to the search paths.
+  when `a` is a namespace package (a folder without `__init__.py` on sys.path:
+  a `runs/` folder in the working directory of `python -m ...`, or
+  `tests/conditioning/` while testing) gin-config's `resource_reader` raises
+  TypeError (the package has no file location) instead of moving on to the search
+  paths. Idempotent.
   """
   readers = getattr(gin.config, "_FILE_READERS", None)
   if not isinstance(readers, list):
@@ -50,7 +52,14 @@ def _guard_system_path_reader() -> None:
           return False
 
       guarded.__module__ = __name__
+      guarded.__wrapped__ = exists
       readers[i] = (reader, guarded)
+
+
+# Installed on import: t5x's launchers parse our gin files with gin directly, and the first
+# of our files they read imports this package (hyperprompt_jax/__init__.py imports this
+# module), so every `include` after that is guarded too.
+_guard_system_path_reader()
 
 
 def rewrite_gin_args(args: Sequence[str]) -> List[str]:
