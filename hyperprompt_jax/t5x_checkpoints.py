@@ -265,7 +265,8 @@ def resolve_checkpoint(path: str) -> Tuple[str, str]:
   """`(kind, location)`: kind 'orbax' (location: the `state` item folder),
   'legacy' (the msgpack file) or 'hf' (the Hugging Face folder); location is absolute
   (a relative `path` is taken from the working directory: Orbax reads absolute paths only)."""
-  path = os.path.abspath(os.fspath(path))
+  from hyperprompt_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  path = checkpoints.absolute_path(os.fspath(path))
   if not os.path.exists(path):
     raise CheckpointError(f"checkpoint path does not exist: {path}")
   if os.path.isfile(path):
