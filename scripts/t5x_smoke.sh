@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The commands of README.md "Using with t5x", end to end with t5x's own launchers on the
-# small demo model (runs/demo_model.gin, CPU, about 10 minutes), then checks that
+# small demo model (runs/demo_model.gin, CPU, 7 to 15 minutes on 2 shared cores), then checks that
 #   * pre-training wrote a vanilla checkpoint (no task-conditioning parameters);
 #   * fine-tuning restored every backbone array bit for bit and initialised only the
 #     conditioning ones (t5x saves the restored state as the run's first checkpoint);
@@ -19,7 +19,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 RUN="${1:-$(mktemp -d "${TMPDIR:-/tmp}/t5x_smoke.XXXXXX")}"
 
-if ! "$PYTHON" -c "import t5x.train, t5x.eval, t5x.infer" >/dev/null 2>&1; then
+if ! command "$PYTHON" -c "import t5x.train, t5x.eval, t5x.infer" >/dev/null 2>&1; then
   echo "error: t5x does not import with $PYTHON (README.md: Using with t5x)" >&2
   exit 2
 fi
@@ -29,8 +29,9 @@ if [ -e "$RUN" ] && [ -n "$(ls -A "$RUN")" ]; then
 fi
 mkdir -p "$RUN"
 RUN="$(cd "$RUN" && pwd)"
-cd "$RUN"
-python() { "$PYTHON" "$@"; }  # the README's `python` is the t5x environment's
+cd "$REPO"  # the README's commands run from the checkout
+# The README's `python` is the t5x environment's (`command`: PYTHON=python is no recursion).
+python() { command "$PYTHON" "$@"; }
 
 step() {  # step NAME COMMAND...: runs the command, its output in NAME.log
   local name="$1"; shift
@@ -69,6 +70,7 @@ step conditioning_only python -m t5x.train --gin_search_paths=$REPO/gin \
   --gin.MODEL_DIR=\"$RUN/conditioning_only\" --gin.INITIAL_CHECKPOINT_PATH=\"$RUN/pretrain/checkpoint_20\" \
   --gin.TRAIN_STEPS=40 --gin.BATCH_SIZE=16 --gin.EVAL_PERIOD=20
 
+cd "$RUN"
 echo "== key lines"
 grep -o "collection=training_eval/hyperprompt_offline_v1 accuracy=[0-9.]*" \
   pretrain.log finetune.log conditioning_only.log | sed 's/^/   /'
@@ -76,7 +78,7 @@ grep -ho "[a-z_0-9]*/accuracy at step [0-9]*: [0-9.]*" eval.log | sed 's/^/   ev
 
 # --- The checks (checkpoints read with relative paths: load_params resolves them). -----
 echo "== checks"
-"$PYTHON" - <<'PY'
+TF_CPP_MIN_LOG_LEVEL=3 "$PYTHON" - <<'PY'
 import glob
 import json
 import os
