@@ -104,7 +104,8 @@ def _seqio_preprocessors(spec: TaskSpec, index: int) -> list:
       *spec.preprocessors,
       seqio.preprocessors.tokenize,
       seqio.CacheDatasetPlaceholder(),
-      functools.partial(hp_preprocessors.add_task_sentinel, task_index=index),
+      functools.partial(hp_preprocessors.add_task_sentinel, task_index=index,
+                        task_identity=spec.identity),
       seqio.preprocessors.append_eos_after_trim,
   ]
 
