@@ -89,6 +89,13 @@ def test_bad_input_is_one_error_line_and_nothing_is_overwritten(
     assert text in line, line
 
 
+def test_a_model_dir_under_a_file_is_one_error_line(capsys, tmp_path):
+  (tmp_path / "not_a_dir").write_text("kept\n")
+  line = _refused(capsys, tmp_path / "not_a_dir" / "run")
+  assert f"{tmp_path / 'not_a_dir'} is a file, not a directory" in line, line
+  assert (tmp_path / "not_a_dir").read_text() == "kept\n"
+
+
 def test_a_bug_in_the_network_keeps_its_traceback(capsys, monkeypatch, tmp_path):
   # A tracing bug (jax's ConcretizationTypeError is a TypeError) is not bad input: it
   # must not be folded into an `error:` line with exit status 2.
