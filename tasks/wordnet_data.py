@@ -182,3 +182,20 @@ def install(allow_apt: bool = True) -> Source:
   print(f"WordNet not found; installing {' '.join(DEBIAN_PACKAGES)} with apt-get.", flush=True)
   subprocess.run(["apt-get", "install", "-y", *DEBIAN_PACKAGES], check=True)
   return wordnet_source()
+
+
+def main() -> int:
+  """`python -m hyperprompt_tasks.wordnet_data`: find (or install) WordNet and lay it out."""
+  try:
+    source = install()
+  except WordNetNotFound as e:
+    print(f"error: {e}", flush=True)
+    return 1
+  wn = load_wordnet()
+  print(f"WordNet {wn.get_version()} from {source.path} ({source.kind}), read by nltk from "
+        f"{layout_root()}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
