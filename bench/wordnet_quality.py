@@ -332,6 +332,33 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def attention_figure(save_dir: str, output: str, num_examples: int = 100,
+                     extra: Sequence[str] = ()) -> Dict[str, Any]:
+  """`hyperprompt_jax.attention_analysis` on the saved seed-0 HyperPrompt models -> OUTPUT.*"""
+  from hyperprompt_jax import attention_analysis  # pylint: disable=g-import-not-at-top
+  results, commands = {}, []
+  for method in HYPERPROMPT:
+    model_dir = os.path.join(save_dir, method)
+    steps = sorted(int(d.split("_")[-1]) for d in os.listdir(model_dir)
+                   if d.startswith("checkpoint_")) if os.path.isdir(model_dir) else []
+    if not steps:
+      continue
+    checkpoint = os.path.join(model_dir, f"checkpoint_{steps[-1]}")
+    gin_file = dict((k, g) for k, _, g in METHODS)[method]
+    files = [MODEL_GIN, gin_file, QUALITY_GIN]
+    results[LABELS[method]] = attention_analysis.analyse(files, list(extra), checkpoint,
+                                                         num_examples)
+    commands.append("python -m hyperprompt_jax.attention_analysis " + " ".join(
+        f"--gin_file={f}" for f in files) + f" --checkpoint={checkpoint} "
+        f"--num_examples={num_examples} --output=<out>")
+  if results:
+    attention_analysis.write(results, output, (
+        f"Seed-0 models of the comparison (all parameters trained), {num_examples} validation "
+        "examples (taken in turn from the five tasks), mass averaged over heads and "
+        "non-padding query positions. Commands:\n\n" + "\n".join(f"    {c}" for c in commands)))
+  return results
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -350,6 +377,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--merge", default="",
                       help="comma-separated OUTPUT.json files of earlier runs (e.g. one per "
                            "regime, run in parallel): write OUTPUT from all their runs")
+  parser.add_argument("--attention_only", action="store_true",
+                      help="only the attention analysis of the models in --save_dir")
+  parser.add_argument("--attention_output",
+                      default=os.path.join(REPO, "bench", "wordnet_attention"))
   parser.add_argument("--init_only", action="store_true",
                       help="only the step-0 initialisation check (no fine-tuning)")
   parser.add_argument("--gin", action="append", default=[],
@@ -408,6 +439,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f.write(markdown(saved["summary"], saved["meta"]))
     return 0
   quality.enter_repo_with_compilation_cache()
+  if args.attention_only:
+    print(json.dumps(attention_figure(args.save_dir, args.attention_output, extra=args.gin),
+                     indent=1), flush=True)
+    return 0
   start = time.time()
   runs = []
   for regime in args.regimes:
@@ -452,6 +487,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   with open(args.output + ".md", "w") as f:
     f.write(markdown(summary, meta))
   print(markdown(summary, meta), flush=True)
+  if "all" in args.regimes and not args.init_only and set(HYPERPROMPT) & set(args.methods):
+    attention_figure(args.save_dir, args.attention_output, extra=args.gin)
   return 0
 
 
