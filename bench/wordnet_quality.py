@@ -73,9 +73,9 @@ REGIMES = {"all": ("all parameters trained", "all"),
            "frozen": ("backbone frozen (task-conditioning parameters only)", "conditioning")}
 HYPERPROMPT = ("hyperprompt_share", "hyperprompt_sep", "hyperprompt_global")
 REFERENCE = ("all", "vanilla")
-# The full configuration (`make quality`) and the smaller one this repository's figures
-# were produced with on a shared machine (see bench/wordnet_quality.md).
-FULL = dict(steps=400, eval_period=100, batch_size=32, eval_examples=None, seeds="0,1,2")
+# The configuration of `make quality`, sized from the CPU time of this session's smaller
+# runs (bench/wordnet_quality.md says which configuration produced the committed figures).
+FULL = dict(steps=200, eval_period=50, batch_size=16, eval_examples=100, seeds="0,1,2")
 
 
 def gin_args(method: str, regime: str, batch_size: int, extra: Sequence[str] = ()) -> List[str]:
@@ -293,7 +293,9 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
       f"Backbone: `{meta['checkpoint']}` (span corruption on WordNet glosses, "
       "runs/wordnet_pretrain.gin). Fine-tuning on `wordnet_lexical_v1` "
       f"(bench/wordnet_quality.gin): {meta['steps']} steps of batch {meta['batch_size']}, "
-      f"Adafactor lr 3e-3 constant, evaluated every {meta['eval_period']} steps on "
+      "Adafactor, constant learning rate (the gin file's LEARNING_RATE"
+      + (f"; extra bindings {', '.join(meta['gin'])}" if meta.get("gin") else "")
+      + f"), evaluated every {meta['eval_period']} steps on "
       + (f"the first {meta['eval_examples']}" if meta['eval_examples'] else "all")
       + " validation examples of each task (greedy decoding, accuracy %); **best step per "
       f"task** (the paper's protocol), mean ± std over seeds {meta['seeds']}. Paired "
@@ -325,8 +327,10 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
     lines.append("")
   lines += ["## Initialisation check (step 0)", "",
             "Teacher-forced validation loss per target token of the restored backbone with "
-            "each method's fresh conditioning parameters (every validation example of the "
-            "five tasks), against the backbone alone:", ""] + init_table(summary) + [
+            "each method's fresh conditioning parameters ("
+            + (f"the first {meta['loss_examples']} validation examples of each task"
+               if meta.get("loss_examples") else "every validation example of the five tasks")
+            + "), against the backbone alone (the same examples):", ""] + init_table(summary) + [
             "", "Raw numbers (every seed, every evaluation step, best steps): "
             f"`{os.path.basename(meta['output'])}.json`.", ""]
   return "\n".join(lines)
@@ -424,19 +428,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 parallel_processes=len(parts))
     if args.configuration_note:
       meta["configuration_note"] = args.configuration_note
-    saved = {"meta": meta, "runs": [r for p in parts for r in p["runs"]]}
-    saved["summary"] = summarize(saved["runs"])
-    with open(args.output + ".json", "w") as f:
-      json.dump(saved, f, indent=2)
-    with open(args.output + ".md", "w") as f:
-      f.write(markdown(saved["summary"], saved["meta"]))
+    quality.render(args.output, summarize, markdown,
+                   {"meta": meta, "runs": [r for p in parts for r in p["runs"]]})
     return 0
   if args.render:
-    with open(args.output + ".json") as f:
-      saved = json.load(f)
-    saved["summary"] = summarize(saved["runs"])
-    with open(args.output + ".md", "w") as f:
-      f.write(markdown(saved["summary"], saved["meta"]))
+    quality.render(args.output, summarize, markdown)
     return 0
   quality.enter_repo_with_compilation_cache()
   if args.attention_only:

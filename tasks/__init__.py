@@ -44,8 +44,8 @@ def register_all(*, vocabulary=None, prefix: str = "", tfds_data_dir=None) -> tu
                                                 tfds_data_dir=tfds_data_dir)
   names += mixtures.register_benchmark_mixtures(prefix=prefix)
   names += offline.register_offline_tasks(vocabulary, prefix=prefix)
-  names += wordnet.register_wordnet_tasks(vocabulary, prefix=prefix)
   return names
 
 
 register_all()
+wordnet.register_wordnet_tasks()  # byte vocabulary; WordNet is read when a dataset is built

@@ -365,11 +365,7 @@ def _train_size_rate(maximum: float):
 def register_wordnet_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
                            prefix: str = "") -> Tuple[str, ...]:
   """Registers the five tasks, `wordnet_lexical_v1` and the pretraining task (bytes default)."""
-  vocabulary = vocabulary or vocabularies.byte_vocabulary()
-  features = {
-      "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
-      "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
-  }
+  features = vocabularies.text_features(vocabulary)
   names = []
   for kind in KINDS:
     labels = LABELS[kind]
