@@ -1,6 +1,6 @@
 # Copyright 2026 The hyperprompt-jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-r"""New-task adaptation (issue 6, part 5): add a task to a trained HyperPrompt-Global model
+r"""New-task adaptation: add a task to a trained HyperPrompt-Global model
 by learning only its task embedding (and, as a second variant, its global prompt too).
 
   python -m bench.adaptation        # or: make adaptation
@@ -44,8 +44,9 @@ import numpy as np
 from bench import quality
 from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import evaluation
-from hyperprompt_jax import summaries
-from hyperprompt_jax import t5x_checkpoints
+from hyperprompt_jax import run_dir
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import tree as tree_lib
 
 REPO = quality.REPO
 BASE_STEPS = 1000
@@ -87,7 +88,7 @@ def adapt_args(model_dir: str, checkpoint: str, total_steps: int, seed: int,
 
 def _history_scores(model_dir: str, step: int) -> Dict[str, float]:
   """Per-task scores the launcher recorded at `step` (metrics_history.json)."""
-  with open(os.path.join(model_dir, summaries.HISTORY_FILENAME)) as f:
+  with open(os.path.join(model_dir, run_dir.METRICS_HISTORY)) as f:
     history = json.load(f)
   scores = {}
   for task, entries in history.get("eval", {}).items():  # {task: [[step, score], ...]}
@@ -96,7 +97,7 @@ def _history_scores(model_dir: str, step: int) -> Dict[str, float]:
       scores[evaluation.base_task_name(task)] = float(values[-1])
   if not scores:
     raise RuntimeError(f"no evaluation at step {step} in {model_dir}/"
-                       f"{summaries.HISTORY_FILENAME}")
+                       f"{run_dir.METRICS_HISTORY}")
   return scores
 
 
@@ -129,7 +130,7 @@ def markdown(result: Dict[str, Any]) -> str:
   tasks = list(offline.TASKS) + [NEW_TASK]
   short = lambda t: t.replace("offline_", "").replace("_v1", "")
   lines = [
-      "# New-task adaptation with HyperPrompt-Global (issue 6, part 5)",
+      "# New-task adaptation with HyperPrompt-Global",
       "",
       f"Command: `{meta['command']}` (`make adaptation`), {meta['date']}, {meta['machine']}; "
       f"{meta['wall_minutes']:.0f} min in all.",
@@ -283,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       base_result = quality.run_launcher(b_args)
       base_scores, base_step = quality.task_scores(base_result.eval_metrics), base_result.step
     checkpoint = os.path.join(base_dir, f"checkpoint_{base_step}")
-    base_params = t5x_checkpoints.flatten(t5x_checkpoints.load_params(checkpoint))
+    base_params = tree_lib.flatten(restore_lib.load_params(checkpoint))
 
     new_table = data_lib.task_table(NEW_TASK_MIXTURE)
     saved = hyperprompt_tasks.check_task_table(base_dir, new_table, allow_extension=True)
@@ -303,7 +304,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       elif variant_before != before:
         raise RuntimeError(f"the restored model scored differently in the {key} run: "
                            f"{variant_before} vs {before}")
-      adapted = t5x_checkpoints.flatten(jax.device_get(adapt_result.state.params))
+      adapted = tree_lib.flatten(jax.device_get(adapt_result.state.params))
       trained = [EMBEDDING] + ([PROMPTS] if key == "embedding_and_prompt" else [])
       results[key] = {
           "what": what, "after": quality.task_scores(adapt_result.eval_metrics),

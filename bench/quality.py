@@ -1,6 +1,6 @@
 # Copyright 2026 The hyperprompt-jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-r"""Offline quality comparison (issue 6, part 4): every method, same budget, 3 seeds.
+r"""Offline quality comparison: every method, same budget, 3 seeds.
 
   python -m bench.quality            # or: make quality
 
@@ -100,7 +100,7 @@ def param_counts(params: Any) -> Dict[str, int]:
   """Total parameters and those of the task-conditioning module."""
   total = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
   cond = sum(int(np.prod(x.shape)) for k, v in params.items()
-             if k in conditioning.PARAM_PREFIXES for x in jax.tree_util.tree_leaves(v))
+             if k in conditioning.param_prefixes() for x in jax.tree_util.tree_leaves(v))
   return {"total": total, "conditioning": cond}
 
 
@@ -176,7 +176,7 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
   labels = {k: label for k, label, _ in METHODS}
   tasks = [t for t in offline.TASKS if any(t in s["scores"] for s in summary.values())]
   lines = [
-      "# Offline quality comparison (issue 6, part 4)",
+      "# Offline quality comparison",
       "",
       f"Command: `{meta['command']}` (`make quality`), {meta['date']}, "
       f"{meta['machine']}; {meta['num_runs']} runs, {meta['wall_minutes']:.0f} min in all.",

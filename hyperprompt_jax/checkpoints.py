@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Training checkpoints with Orbax: periodic, keep-N (+ best per task), atomic, resumable.
 
-Layout, t5x's (so `t5x_checkpoints.restore_params` and t5x users read it):
+Layout, t5x's (so `formats.restore.restore_params` and t5x users read it):
 
   MODEL_DIR/checkpoint_<step>/
     state/      Orbax PyTree {'target': params,
@@ -19,7 +19,7 @@ selection.
 
 `restore_initial_params(path, abstract_params)` reads INITIAL_CHECKPOINT_PATH
 (a t5x checkpoint in either layout, one of ours, or a converted Hugging Face
-folder) through `t5x_checkpoints.restore_params`, initialising the
+folder) through `formats.restore.restore_params`, initialising the
 task-conditioning parameters a backbone checkpoint lacks.
 """
 
@@ -39,11 +39,15 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import faults
+from hyperprompt_jax import run_dir
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
 
-STEP_PREFIX = "checkpoint"
-STATE_ITEM, DATASET_ITEM, METADATA_ITEM = "state", "dataset", "metadata"
-_STEP_RE = re.compile(rf"{STEP_PREFIX}_(\d+)")
+STATE_ITEM = t5x_lib.STATE_ITEM  # t5x's item name: t5x (and formats/restore.py) read it
+DATASET_ITEM, METADATA_ITEM = "dataset", "metadata"
+_STEP_RE = re.compile(rf"{run_dir.CHECKPOINT_PREFIX}_(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +90,8 @@ class DatasetCheckpointHandler(ocp.CheckpointHandler):
       with tf.io.gfile.GFile(prefix + ".position") as f:
         position, saved = (int(x) for x in f.read().split())
     except (OSError, ValueError, tf.errors.OpError) as e:
-      raise ValueError(f"the checkpoint at {directory} has no dataset state for process "
-                       f"{jax.process_index()}: {e}") from None
+      raise errors.ConfigError(f"the checkpoint at {directory} has no dataset state for process "
+                               f"{jax.process_index()}: {e}") from None
     if saved:
       args.iterator.restore(prefix, position)
     else:
@@ -146,14 +150,14 @@ class CheckpointManager:
   def __init__(self, model_dir: str, config: CheckpointConfig = CheckpointConfig(),
                preserve_steps: Optional[MutableSet[int]] = None):
     if config.period < 1:
-      raise ValueError(f"checkpoint period must be >= 1, got {config.period}.")
+      raise errors.ConfigError(f"checkpoint period must be >= 1, got {config.period}.")
     if config.keep is not None and config.keep < 1:
-      raise ValueError(f"checkpoint keep must be >= 1 or None, got {config.keep}.")
-    self.model_dir = absolute_path(model_dir)
+      raise errors.ConfigError(f"checkpoint keep must be >= 1 or None, got {config.keep}.")
+    self.model_dir = run_dir.absolute_path(model_dir)
     self.config = config
     self.preserve_steps = preserve_steps if preserve_steps is not None else set()
     options = ocp.CheckpointManagerOptions(
-        step_prefix=STEP_PREFIX,
+        step_prefix=run_dir.CHECKPOINT_PREFIX,
         save_decision_policy=policies.FixedIntervalPolicy(config.period),
         preservation_policy=_KeepLatestAndSteps(config.keep, self.preserve_steps),
         enable_async_checkpointing=config.async_save,
@@ -173,7 +177,7 @@ class CheckpointManager:
     return list(self._manager.all_steps())
 
   def step_dir(self, step: int) -> str:
-    return os.path.join(self.model_dir, f"{STEP_PREFIX}_{step}")
+    return os.path.join(self.model_dir, f"{run_dir.CHECKPOINT_PREFIX}_{step}")
 
   # -- save -------------------------------------------------------------------
   def save(self, step: int, state: Any, iterator: Optional[data_lib.DatasetIterator] = None,
@@ -238,20 +242,9 @@ class CheckpointManager:
 # ---------------------------------------------------------------------------
 
 
-def _restore_params_fn() -> Callable[..., Any]:
-  """`t5x_checkpoints.restore_params` (issue 3's reader of t5x / HF checkpoints)."""
-  from hyperprompt_jax import t5x_checkpoints  # pylint: disable=g-import-not-at-top
-  return t5x_checkpoints.restore_params
-
-
-def absolute_path(path: str) -> str:
-  """`os.path.abspath` for local paths; URLs (`gs://...`) unchanged."""
-  return path if "://" in path else os.path.abspath(path)
-
-
 def checkpoint_step(path: str) -> int:
   """Training step of a `.../checkpoint_<step>[/state]` path (0 if it has none)."""
-  matches = _STEP_RE.findall(absolute_path(path))
+  matches = _STEP_RE.findall(run_dir.absolute_path(path))
   return int(matches[-1]) if matches else 0
 
 
@@ -263,9 +256,8 @@ def restore_initial_params(path: str, abstract_params: Any, *, rng: Optional[jax
   Parameters the checkpoint lacks that match `fallback_to_scratch` (default: the
   task-conditioning modules) are initialised with `init_fn(rng)`.
   """
-  restore = _restore_params_fn()
   kwargs = dict(rng=rng, init_fn=init_fn)
   if fallback_to_scratch is not None:
     kwargs["fallback_to_scratch"] = tuple(fallback_to_scratch)
-  params = restore(path, abstract_params, **kwargs)
+  params = restore_lib.restore_params(path, abstract_params, **kwargs)
   return jax.tree_util.tree_map(np.asarray, params)

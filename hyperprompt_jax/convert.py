@@ -34,12 +34,16 @@ import sys
 import tempfile
 from typing import Iterator, List, Optional, Sequence
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import gin_utils
-from hyperprompt_jax import hf
 from hyperprompt_jax import network
-from hyperprompt_jax import t5x_checkpoints as ckpt_lib
+from hyperprompt_jax import params as params_lib
+from hyperprompt_jax.formats import hf
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 
-CheckpointError = ckpt_lib.CheckpointError
+CheckpointError = tree_lib.CheckpointError
 GIN_FILENAME = "model.gin"
 # Model gin files (in gin/models/) the generated gin builds on.
 _BASE_GIN = {True: "models/t5_1_1/base.gin", False: "models/t5_1_0/base.gin"}
@@ -61,7 +65,7 @@ def gin_text(config: network.T5Config, checkpoint_path: str, source: str) -> str
       "",
       "network.T5Config:",
   ]
-  for name in ckpt_lib.ARCHITECTURE_FIELDS:
+  for name in tree_lib.ARCHITECTURE_FIELDS:
     value = getattr(config, name)
     value = tuple(value) if isinstance(value, list) else value
     lines.append(f"  {name} = {value!r}")
@@ -99,19 +103,15 @@ def atomic_output(output: str, overwrite: bool) -> Iterator[str]:
   shutil.rmtree(backup, ignore_errors=True)
 
 
-def _t5x_config(args, reader: ckpt_lib.CheckpointReader) -> network.T5Config:
+def _t5x_config(args, reader: tree_lib.CheckpointReader) -> network.T5Config:
   if args.config:
-    return ckpt_lib.read_config(args.config)
+    return tree_lib.read_config(args.config)
   saved = reader.config
   if saved is not None:
     return saved
   if args.gin_file:
-    from hyperprompt_jax import params as params_lib  # pylint: disable=g-import-not-at-top
-    try:
-      return params_lib.config_from_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-    except ValueError as e:
-      raise CheckpointError(str(e)) from None
-  config, notes = ckpt_lib.infer_config(reader.shapes())
+    return params_lib.config_from_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+  config, notes = tree_lib.infer_config(reader.shapes())
   for note in notes:
     print(f"note: {note}; pass --config to set it")
   return config
@@ -128,9 +128,9 @@ def convert(args) -> str:
       config, params = hf.load_hf_checkpoint(args.input)
       source = f"Hugging Face {os.path.abspath(args.input)}"
     else:
-      reader = ckpt_lib.open_checkpoint(args.input)
+      reader = restore_lib.open_checkpoint(args.input)
       config = _t5x_config(args, reader)
-      params = ckpt_lib.unflatten(reader.read())
+      params = tree_lib.unflatten(reader.read())
       source = f"t5x ({reader.kind}) {reader.location}"
     if args.dst == "hf":
       dropped = hf.save_hf_checkpoint(tmp, params, config, dtype=args.dtype)
@@ -140,19 +140,19 @@ def convert(args) -> str:
       print(f"wrote Hugging Face T5 {output} from {source}")
       return output
     # Validates the tree against the network before writing anything.
-    backbone = {k: v for k, v in ckpt_lib.flatten(params).items()
-                if not ckpt_lib.is_conditioning_param(k)}
-    expected = ckpt_lib.flatten(ckpt_lib.abstract_params(ckpt_lib.backbone_config(config)))
+    backbone = {k: v for k, v in tree_lib.flatten(params).items()
+                if not tree_lib.is_conditioning_param(k)}
+    expected = tree_lib.flatten(tree_lib.abstract_params(tree_lib.backbone_config(config)))
     bad = sorted(k for k in set(backbone) | set(expected)
                  if k not in backbone or k not in expected
                  or tuple(backbone[k].shape) != tuple(expected[k].shape))
     if bad:
       raise CheckpointError(f"the parameters do not fit the config: {', '.join(bad[:10])}")
-    ckpt_lib.save_orbax_checkpoint(tmp, params, step=args.step)
-    final_ckpt = os.path.join(output, f"{ckpt_lib.CHECKPOINT_PREFIX}_{args.step}")
+    t5x_lib.save_orbax_checkpoint(tmp, params, step=args.step)
+    final_ckpt = os.path.join(output, f"{t5x_lib.CHECKPOINT_PREFIX}_{args.step}")
     with open(os.path.join(tmp, GIN_FILENAME), "w") as f:
       f.write(gin_text(config, final_ckpt, source))
-    ckpt_lib.write_config(os.path.join(tmp, ckpt_lib.CONFIG_FILENAME), config)
+    tree_lib.write_config(os.path.join(tmp, tree_lib.CONFIG_FILENAME), config)
   print(f"wrote t5x Orbax checkpoint from {source}")
   print(f"INITIAL_CHECKPOINT_PATH={final_ckpt}")
   print(f"gin: {os.path.join(output, GIN_FILENAME)}")
@@ -187,9 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   try:
     convert(args)
-  except CheckpointError as e:
+  except errors.ConfigError as e:  # bad input (a CheckpointError among others)
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return errors.EXIT_STATUS
   return 0
 
 

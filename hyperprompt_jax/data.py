@@ -14,14 +14,16 @@ different tasks, in one row) is refused for a task-conditioned model.
 vocabulary is the model's, that every task index of the mixture has a sentinel
 inside the model's `num_tasks` (never clipped), and that packing is off.
 
-The task -> index table comes from the task package (`hyperprompt_tasks`);
-for mixtures registered elsewhere it is read from the tasks' preprocessors
-(a `functools.partial(..., task_index=k)`).
+The task -> index table is read from the registered seqio tasks themselves (the
+`task_index` of their sentinel preprocessor, see `task_binding`). The library
+never imports a task package: `import_modules` imports MIXTURE_OR_TASK_MODULE
+(default `hyperprompt_tasks`) because the gin configuration names it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import logging
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -31,8 +33,11 @@ import seqio
 import tensorflow as tf
 
 from hyperprompt_jax import conditioning
+from hyperprompt_jax import errors
 
 TaskTable = Tuple[Optional[str], ...]
+# Suffix of the task variants a mixture registers per task index (hyperprompt_tasks').
+INDEX_SUFFIX = "_task_index_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,74 +85,64 @@ def import_modules(module: Optional[Union[str, Sequence[str]]]) -> None:
     try:
       importlib.import_module(name)
     except ImportError as e:
-      raise ValueError(f"cannot import task module {name!r} (MIXTURE_OR_TASK_MODULE): "
-                       f"{e}") from None
-
-
-def _tasks_package():
-  """The project's task package (`tasks/`, installed as `hyperprompt_tasks`)."""
-  return importlib.import_module("hyperprompt_tasks")
+      raise errors.ConfigError(f"cannot import task module {name!r} (MIXTURE_OR_TASK_MODULE): "
+                               f"{e}") from None
 
 
 def get_mixture_or_task(name: str) -> Union[seqio.Task, seqio.Mixture]:
   """A registered task or mixture; an unknown name lists the closest registered names."""
   if name in seqio.MixtureRegistry.names() or name in seqio.TaskRegistry.names():
     return seqio.get_mixture_or_task(name)
-  return _tasks_package().get_mixture_or_task(name)
+  known = sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+  # Mixture-made variants (`<task>_task_index_<k>`) only after the names a user types.
+  plain = [n for n in known if INDEX_SUFFIX not in n]
+  close = difflib.get_close_matches(name, plain, n=5, cutoff=0.6)
+  close += [n for n in difflib.get_close_matches(name, known, n=5, cutoff=0.6) if n not in close]
+  hint = (f"; closest registered names: {', '.join(close[:5])}" if close else
+          "; no registered name is close (is MIXTURE_OR_TASK_MODULE the module that "
+          "registers it?)")
+  raise errors.ConfigError(f"no seqio task or mixture named {name!r}{hint}")
 
 
-def _task_index_of(task: seqio.Task) -> Optional[int]:
+def task_binding(task: seqio.Task) -> Optional[Tuple[int, str]]:
+  """`(task index, identity)` a seqio task carries, or None for a task without an index.
+
+  The index is the `task_index` keyword of the preprocessor that prepends the task
+  sentinel (a `functools.partial(..., task_index=k)`, as
+  `hyperprompt_tasks.preprocessors.add_task_sentinel`); the identity is its
+  `task_identity` keyword (the task whose embedding an eval-only twin shares) or,
+  without one, the task's own name.
+  """
   for prep in task.preprocessors:
     keywords = getattr(prep, "keywords", None) or {}
     if "task_index" in keywords:
-      return int(keywords["task_index"])
+      return int(keywords["task_index"]), keywords.get("task_identity") or task.name
   return None
 
 
 def task_table(name: str) -> TaskTable:
-  """Task names in task-index order (None: unused index); () if no task is indexed.
+  """Task identities in task-index order (None: unused index); () if no task is indexed.
 
-  Tasks registered through `hyperprompt_tasks` carry their binding; for other
-  seqio tasks the index is read from a `functools.partial(..., task_index=k)`
-  preprocessor (the convention of `hyperprompt_tasks.preprocessors.add_task_sentinel`).
+  Read from what the registered seqio tasks carry (`task_binding`), so the table
+  cannot disagree with the data the model sees.
   """
-  lib = _tasks_package()
-  subtasks = seqio.get_subtasks(get_mixture_or_task(name))
-  if all(_is_bound(lib, t.name) for t in subtasks):
-    return tuple(lib.task_table(name))
   by_index: Dict[int, str] = {}
-  for task in subtasks:
-    index = _task_index_of(task)
-    if index is None:
+  index_of: Dict[str, int] = {}
+  for task in seqio.get_subtasks(get_mixture_or_task(name)):
+    binding = task_binding(task)
+    if binding is None:
       continue
-    if by_index.get(index, task.name) != task.name:
-      raise ValueError(f"{name!r} puts {by_index[index]!r} and {task.name!r} at the same "
-                       f"task index {index}.")
-    by_index[index] = task.name
+    index, identity = binding
+    if by_index.get(index, identity) != identity:
+      raise errors.ConfigError(f"{name!r} puts {by_index[index]!r} and {identity!r} at the "
+                               f"same task index {index}.")
+    if index_of.get(identity, index) != index:
+      raise errors.ConfigError(f"{name!r} gives task {identity!r} two task indices: "
+                               f"{index_of[identity]} and {index}.")
+    by_index[index], index_of[identity] = identity, index
   if not by_index:
     return ()
   return tuple(by_index.get(i) for i in range(max(by_index) + 1))
-
-
-def _is_bound(lib, task_name: str) -> bool:
-  try:
-    lib.task_binding(task_name)
-    return True
-  except ValueError:
-    return False
-
-
-def save_or_check_task_table(model_dir: str, table: TaskTable, mixture_or_task_name: str,
-                             save: bool = True) -> None:
-  """Refuses a table that remaps MODEL_DIR's saved tasks; saves it (first run).
-
-  The file format and the rules (append-only extension) are `hyperprompt_tasks.task_table_io`'s.
-  """
-  io = _tasks_package()
-  if not save:
-    io.check_task_table(model_dir, table)
-    return
-  io.save_or_check_task_table(model_dir, table, mixture_or_task_name=mixture_or_task_name)
 
 
 # ---------------------------------------------------------------------------
@@ -160,7 +155,7 @@ def check_model_and_tasks(cfg: DatasetConfig, model: Any, table: TaskTable) -> N
   config = getattr(getattr(model, "module", None), "config", None)
   method = conditioning.active_method(config) if config is not None else "none"
   if cfg.pack and method != "none":
-    raise ValueError(
+    raise errors.ConfigError(
         f"pack=True is not allowed with task conditioning ({method}): a packed row mixes "
         "examples whose task is read from the row's first token. Set "
         "`train/DatasetConfig.pack = False` (and train_eval/).")
@@ -170,31 +165,32 @@ def check_model_and_tasks(cfg: DatasetConfig, model: Any, table: TaskTable) -> N
   for key, model_vocab in (("inputs", vocab), ("targets", getattr(model, "output_vocabulary",
                                                                   None))):
     if model_vocab is not None and key in features and features[key].vocabulary != model_vocab:
-      raise ValueError(
+      raise errors.ConfigError(
           f"the {key!r} vocabulary of {cfg.mixture_or_task_name!r} "
           f"({features[key].vocabulary}) is not the model's ({model_vocab}); bind VOCABULARY "
           "to the tasks' vocabulary.")
   if config is None or method == "none":
     return
   if not table:
-    raise ValueError(f"{cfg.mixture_or_task_name!r} has no task-indexed task (no task "
-                     f"sentinel), but the model is task-conditioned ({method}).")
+    raise errors.ConfigError(f"{cfg.mixture_or_task_name!r} has no task-indexed task (no task "
+                             f"sentinel), but the model is task-conditioned ({method}).")
   too_big = {t: i for i, t in enumerate(table) if t is not None and i >= config.num_tasks}
   if too_big:
-    raise ValueError(
+    raise errors.ConfigError(
         f"task indices {too_big} of {cfg.mixture_or_task_name!r} are outside "
         f"T5Config.num_tasks={config.num_tasks}; set NUM_TASKS = {len(table)} "
         "(task indices are never clipped).")
   if "inputs" in features:
     vocab_size = features["inputs"].vocabulary.vocab_size
     if config.task_sentinel_id != vocab_size - 1:
-      raise ValueError(
+      raise errors.ConfigError(
           f"T5Config.task_sentinel_id={config.task_sentinel_id} is not <extra_id_0> of the "
           f"tasks' vocabulary (vocab_size {vocab_size} -> {vocab_size - 1}); set "
           f"TASK_SENTINEL_ID = {vocab_size - 1}.")
     if vocab_size > config.vocab_size:
-      raise ValueError(f"the tasks' vocabulary has {vocab_size} ids but T5Config.vocab_size "
-                       f"is {config.vocab_size}.")
+      raise errors.ConfigError(
+          f"the tasks' vocabulary has {vocab_size} ids but T5Config.vocab_size "
+          f"is {config.vocab_size}.")
 
 
 # ---------------------------------------------------------------------------
@@ -216,11 +212,11 @@ def get_dataset(cfg: DatasetConfig, shard_id: int, num_shards: int, feature_conv
   """
   import_modules(cfg.module)
   if cfg.batch_size % num_shards:
-    raise ValueError(f"batch size {cfg.batch_size} must be divisible by the number of "
-                     f"input shards ({num_shards}).")
+    raise errors.ConfigError(f"batch size {cfg.batch_size} must be divisible by the number of "
+                             f"input shards ({num_shards}).")
   if cfg.task_feature_lengths is None:
-    raise ValueError(f"{cfg.split} dataset of {cfg.mixture_or_task_name!r} needs "
-                     "task_feature_lengths (TASK_FEATURE_LENGTHS).")
+    raise errors.ConfigError(f"{cfg.split} dataset of {cfg.mixture_or_task_name!r} needs "
+                             "task_feature_lengths (TASK_FEATURE_LENGTHS).")
   get_mixture_or_task(cfg.mixture_or_task_name)  # clear error for an unknown name
   return seqio.get_dataset(
       cfg.mixture_or_task_name, task_feature_lengths=dict(cfg.task_feature_lengths),
@@ -290,7 +286,7 @@ class DatasetIterator:
 
   def _check_unused(self) -> None:
     if self._iterator is not None:
-      raise ValueError("restore a DatasetIterator before reading from it.")
+      raise errors.ConfigError("restore a DatasetIterator before reading from it.")
 
 
 def batch_token_count(batch: Mapping[str, np.ndarray]) -> int:

@@ -19,11 +19,12 @@ JSONL predictions.
 
 from __future__ import annotations
 
+from hyperprompt_jax import launch  # first: the command line quiets TensorFlow's start-up
+
+if __name__ == "__main__":
+  launch.quiet_tensorflow()
+
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-
-import json
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -33,9 +34,11 @@ import tensorflow as tf
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import evaluation
-from hyperprompt_jax import launch
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import preflight
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import trainer as trainer_lib
 
 
@@ -45,29 +48,22 @@ def checkpoint_paths(path: str, steps: Union[None, str, Sequence[int]]) -> List[
     return [path]
   found = {checkpoints_lib.checkpoint_step(os.path.join(path, name)): os.path.join(path, name)
            for name in tf.io.gfile.listdir(path)
-           if name.rstrip("/").startswith(f"{checkpoints_lib.STEP_PREFIX}_")
+           if name.rstrip("/").startswith(f"{run_dir.CHECKPOINT_PREFIX}_")
            and name.rstrip("/").split("_")[-1].isdigit()}
   if steps == "all":
     chosen = sorted(found)
   elif isinstance(steps, str):
-    raise ValueError(f"CHECKPOINT_STEPS must be None, 'all' or a list of steps, got {steps!r}.")
+    raise errors.ConfigError(
+        f"CHECKPOINT_STEPS must be None, 'all' or a list of steps, got {steps!r}.")
   else:
     missing = sorted(set(int(s) for s in steps) - set(found))
     if missing:
-      raise ValueError(f"no checkpoint for step(s) {missing} in {path} (has {sorted(found)}).")
+      raise errors.ConfigError(
+          f"no checkpoint for step(s) {missing} in {path} (has {sorted(found)}).")
     chosen = sorted(int(s) for s in steps)
   if not chosen:
-    raise ValueError(f"{path} holds no {checkpoints_lib.STEP_PREFIX}_<step> folder.")
+    raise errors.ConfigError(f"{path} holds no {run_dir.CHECKPOINT_PREFIX}_<step> folder.")
   return [found[s].rstrip("/") for s in chosen]
-
-
-def _model_dir_of(path: str) -> Optional[str]:
-  """The MODEL_DIR a checkpoint path belongs to (where its task table is), if any."""
-  path = checkpoints_lib.absolute_path(path).rstrip("/")
-  for candidate in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-    if tf.io.gfile.exists(os.path.join(candidate, "task_table.json")):
-      return candidate
-  return None
 
 
 def evaluate(*,
@@ -81,13 +77,7 @@ def evaluate(*,
              chance_fn=None) -> Dict[int, Dict[str, Dict[str, float]]]:
   """Evaluates checkpoint(s) on `dataset_cfg`; returns `{step: {task: {metric: value}}}`."""
   with launch.configuration_errors():
-    data_lib.import_modules(dataset_cfg.module)
-    table = data_lib.task_table(dataset_cfg.mixture_or_task_name)
-    data_lib.check_model_and_tasks(dataset_cfg, model, table)
-    model_dir = _model_dir_of(checkpoint_path)
-    if model_dir is not None and table:
-      data_lib.save_or_check_task_table(model_dir, table, dataset_cfg.mixture_or_task_name,
-                                        save=False)
+    preflight.check_checkpoint_data(dataset_cfg, model, checkpoint_path)
     paths = checkpoint_paths(checkpoint_path, checkpoint_steps)
     partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
     shapes = trainer_lib.batch_shapes(dataset_cfg.batch_size, {"inputs": 8, "targets": 8})
@@ -131,11 +121,9 @@ def restore_params(path: str, trainer: trainer_lib.Trainer) -> Any:
 def _write_results(output_dir: str, step: int, path: str, metrics) -> None:
   if jax.process_index() != 0:
     return
-  tf.io.gfile.makedirs(output_dir)
   payload = {"step": step, "checkpoint": path, "metrics": metrics,
              "scores": evaluation.task_scores(metrics)}
-  with tf.io.gfile.GFile(os.path.join(output_dir, f"results_{step}.json"), "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
+  run_dir.write_json(os.path.join(output_dir, run_dir.eval_results(step)), payload)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -29,8 +29,9 @@ import seqio
 import tensorflow as tf
 
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
+from hyperprompt_jax import run_dir
 
-BEST_FILENAME = "best_checkpoints.json"
 AVERAGE = "average"
 TaskMetrics = Mapping[str, Mapping[str, float]]
 
@@ -65,7 +66,7 @@ class BestCheckpoints:
   """Best step and score of every task (and of the average), kept in a JSON file."""
 
   def __init__(self, model_dir: str):
-    self.path = os.path.join(model_dir, BEST_FILENAME)
+    self.path = os.path.join(model_dir, run_dir.BEST_CHECKPOINTS)
     self.best: Dict[str, Dict[str, Any]] = {}
     if tf.io.gfile.exists(self.path):
       with tf.io.gfile.GFile(self.path) as f:
@@ -87,10 +88,7 @@ class BestCheckpoints:
     return scores
 
   def save(self) -> None:
-    tf.io.gfile.makedirs(os.path.dirname(self.path))
-    with tf.io.gfile.GFile(self.path + ".tmp", "w") as f:
-      json.dump(self.best, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)
+    run_dir.write_json(self.path, self.best)
 
 
 def run_batched(ds: tf.data.Dataset, fn: Callable[[Mapping[str, Any]], Any], batch_size: int,
@@ -147,8 +145,8 @@ class InferenceEvaluator:
         seed=dataset_cfg.seed, sequence_length=dataset_cfg.task_feature_lengths,
         logger_cls=loggers, log_dir=log_dir, use_memory_cache=dataset_cfg.use_memory_cache)
     if not self.evaluator.eval_tasks:
-      raise ValueError(f"{dataset_cfg.mixture_or_task_name!r} has no task with a "
-                       f"{dataset_cfg.split!r} split and metrics to evaluate.")
+      raise errors.ConfigError(f"{dataset_cfg.mixture_or_task_name!r} has no task with a "
+                               f"{dataset_cfg.split!r} split and metrics to evaluate.")
 
   @property
   def task_names(self) -> List[str]:

@@ -36,6 +36,9 @@ from typing import Any, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
+from hyperprompt_jax import errors
+from hyperprompt_jax import reliability
+
 ENV = "HYPERPROMPT_FAULTS"
 DIR_ENV = "HYPERPROMPT_FAULTS_DIR"
 PAUSE_ENV = "HYPERPROMPT_FAULTS_PAUSE_S"
@@ -60,13 +63,14 @@ def parse(spec: str) -> Tuple[Fault, ...]:
       continue
     match = re.fullmatch(r"(pause|nan|inf)@(\w+):(\d+)(?::(.+))?", entry)
     if not match:
-      raise ValueError(f"{ENV}: cannot parse {entry!r} (expected e.g. 'pause@train_step:7', "
-                       "'nan@loss:7', 'inf@grad:7:<regex>').")
+      raise errors.ConfigError(
+          f"{ENV}: cannot parse {entry!r} (expected e.g. 'pause@train_step:7', "
+          "'nan@loss:7', 'inf@grad:7:<regex>').")
     action, where, step, pattern = match.groups()
     valid = {"pause": PAUSE_POINTS, "nan": ("loss",), "inf": ("grad",)}[action]
     if where not in valid or (where == "grad") != (pattern is not None):
-      raise ValueError(f"{ENV}: {entry!r}: {action}@ takes one of {valid}"
-                       + (" and a parameter regex" if action == "inf" else "") + ".")
+      raise errors.ConfigError(f"{ENV}: {entry!r}: {action}@ takes one of {valid}"
+                               + (" and a parameter regex" if action == "inf" else "") + ".")
     faults.append(Fault(action, where, int(step), pattern))
   return tuple(faults)
 
@@ -97,14 +101,13 @@ def pause_point(point: str, step: Optional[int] = None, path: Optional[str] = No
     step = int(matches[-1]) if matches else None
   if step is None or not _find("pause", point, step):
     return False
-  from hyperprompt_jax import preemption  # pylint: disable=g-import-not-at-top
   marker_dir = os.environ.get(DIR_ENV)
   if marker_dir:
     os.makedirs(marker_dir, exist_ok=True)
     with open(os.path.join(marker_dir, f"{point}_{step}"), "w") as f:
       f.write(f"{os.getpid()}\n")
   deadline = time.monotonic() + float(os.environ.get(PAUSE_ENV, "120"))
-  while time.monotonic() < deadline and not preemption.requested():
+  while time.monotonic() < deadline and not reliability.preemption_requested():
     time.sleep(0.02)
   return True
 

@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterable, Tuple
 
 import gin
 
+from hyperprompt_jax import errors
+
 _MACRO_BINDING_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
@@ -61,5 +63,6 @@ def check_cli_macros(bindings: Iterable[str]) -> None:
   for name in unused:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hints.append(f"{name}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-  raise ValueError(f"unknown gin macro(s) {'; '.join(hints)}: bound on the command line but "
-                   "used by no gin binding of the given files.")
+  raise errors.ConfigError(
+      f"unknown gin macro(s) {'; '.join(hints)}: bound on the command line but "
+      "used by no gin binding of the given files.")

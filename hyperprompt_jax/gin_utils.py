@@ -11,12 +11,34 @@ from __future__ import annotations
 
 import logging
 import os
+import sysconfig
+import traceback
 from typing import Iterable, List, Optional, Sequence
 
 import gin
 
+from hyperprompt_jax import errors
+
 # The `gin/` directory of this project (next to the package in a source checkout).
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+# Where the gin library itself lives: an exception whose traceback ends there is gin's
+# verdict on what the configuration says, not a bug in code the configuration reached.
+_GIN_LIBRARY_DIR = os.path.dirname(os.path.abspath(gin.__file__))
+_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"])
+
+
+def raised_by_gin(e: BaseException) -> bool:
+  """Whether gin itself raised `e` (a parse error, a missing binding, an unknown name).
+
+  Frames of the standard library that gin called (the import machinery, the tokenizer)
+  are skipped, so a gin file's `import` of a module that does not exist, or a binding
+  the tokenizer cannot read, counts as gin's; an exception raised while an imported
+  module's own code runs (an import-time bug) ends in that module and does not.
+  """
+  frames = [os.path.abspath(f.filename) for f in traceback.extract_tb(e.__traceback__)
+            if not f.filename.startswith("<frozen ")]
+  frames = [f for f in frames if not f.startswith(_STDLIB_DIR + os.sep)]
+  return bool(frames) and frames[-1].startswith(_GIN_LIBRARY_DIR + os.sep)
 
 
 class _QuietSearchFilter(logging.Filter):
@@ -59,7 +81,7 @@ def rewrite_gin_args(args: Sequence[str]) -> List[str]:
   for arg in args:
     if arg.startswith("--gin."):
       if "=" not in arg:
-        raise ValueError(f"Gin override {arg!r} must have the form --gin.KEY=VALUE.")
+        raise errors.ConfigError(f"Gin override {arg!r} must have the form --gin.KEY=VALUE.")
       key, value = arg[len("--gin."):].split("=", 1)
       out.append(f"--gin_bindings={key} = {value}")
     else:
@@ -73,7 +95,8 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
   """Parses gin files and bindings; `defaults` are bound between the files and the bindings.
 
   Raises:
-    ValueError: naming the file or binding gin could not parse.
+    errors.ConfigError: naming the file or binding gin refused. Any other exception
+      (an import-time bug in a module a gin file imports) keeps its traceback.
   """
   search_paths = [p for p in list(gin_search_paths) + [os.getcwd(), GIN_DIR]
                   if p and os.path.isdir(p)]
@@ -84,9 +107,12 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
     files = [resolve_gin_file(f, search_paths) for f in gin_files]
     gin.parse_config_files_and_bindings(files, list(defaults) + list(gin_bindings),
                                         finalize_config=finalize)
-  except (ValueError, KeyError, SyntaxError, IOError, TypeError, NameError, ImportError,
-          AttributeError) as e:
-    raise ValueError(f"Bad gin configuration: {e}") from None
+  except errors.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not raised_by_gin(e):
+      raise
+    raise errors.ConfigError(f"Bad gin configuration: {e}") from e
 
 
 def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
@@ -97,7 +123,7 @@ def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
     candidate = os.path.join(path, name)
     if os.path.exists(candidate):
       return candidate
-  raise IOError(f"gin file {name!r} not found (searched {', '.join(search_paths)})")
+  raise errors.ConfigError(f"gin file {name!r} not found (searched {', '.join(search_paths)})")
 
 
 def gin_files_for(names: Sequence[str]) -> List[str]:

@@ -18,10 +18,12 @@ along 'data'.
 
 from __future__ import annotations
 
+from hyperprompt_jax import launch  # first: the command line quiets TensorFlow's start-up
+
+if __name__ == "__main__":
+  launch.quiet_tensorflow()
+
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-
 import json
 import sys
 from typing import Any, Dict, List, Optional
@@ -33,10 +35,12 @@ import tensorflow as tf
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import eval as eval_lib
 from hyperprompt_jax import evaluation
-from hyperprompt_jax import launch
 from hyperprompt_jax import partitioning
+from hyperprompt_jax import preflight
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import trainer as trainer_lib
 
 
@@ -63,15 +67,9 @@ def infer(*,
           max_examples: Optional[int] = None) -> Dict[str, str]:
   """Writes the predictions of every task of `dataset_cfg`; returns `{task: jsonl path}`."""
   with launch.configuration_errors():
-    data_lib.import_modules(dataset_cfg.module)
     if dataset_cfg.task_feature_lengths is None:
-      raise ValueError("inference needs TASK_FEATURE_LENGTHS.")
-    table = data_lib.task_table(dataset_cfg.mixture_or_task_name)
-    data_lib.check_model_and_tasks(dataset_cfg, model, table)
-    model_dir = eval_lib._model_dir_of(checkpoint_path)  # pylint: disable=protected-access
-    if model_dir is not None and table:
-      data_lib.save_or_check_task_table(model_dir, table, dataset_cfg.mixture_or_task_name,
-                                        save=False)
+      raise errors.ConfigError("inference needs TASK_FEATURE_LENGTHS.")
+    preflight.check_checkpoint_data(dataset_cfg, model, checkpoint_path)
     partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
     trainer = trainer_lib.Trainer(
         model, None, partitioner,
@@ -81,8 +79,8 @@ def infer(*,
         data_lib.get_mixture_or_task(dataset_cfg.mixture_or_task_name))
              if dataset_cfg.split in t.splits]
     if not tasks:
-      raise ValueError(f"no task of {dataset_cfg.mixture_or_task_name!r} has a "
-                       f"{dataset_cfg.split!r} split.")
+      raise errors.ConfigError(f"no task of {dataset_cfg.mixture_or_task_name!r} has a "
+                               f"{dataset_cfg.split!r} split.")
   step = checkpoints_lib.checkpoint_step(checkpoint_path)
   converter = model.FEATURE_CONVERTER_CLS(pack=False)
   written = {}
@@ -114,19 +112,18 @@ def _infer_task(task: seqio.Task, cfg: data_lib.DatasetConfig, converter, traine
   vocab = task.output_features["targets"].vocabulary
   if jax.process_index() != 0:
     return
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    for index, example in enumerate(examples):
-      prediction = vocab.decode(np.asarray(outputs[index]).tolist())
-      row = {"index": index,
-             "inputs": _jsonable(example.get("inputs_pretokenized", example["inputs"])),
-             "prediction": prediction,
-             "postprocessed": _jsonable(task.postprocess_fn(prediction, example=example,
-                                                            is_target=False))}
-      if "targets_pretokenized" in example:
-        row["targets"] = _jsonable(example["targets_pretokenized"])
-      f.write(json.dumps(row) + "\n")
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  rows = []
+  for index, example in enumerate(examples):
+    prediction = vocab.decode(np.asarray(outputs[index]).tolist())
+    row = {"index": index,
+           "inputs": _jsonable(example.get("inputs_pretokenized", example["inputs"])),
+           "prediction": prediction,
+           "postprocessed": _jsonable(task.postprocess_fn(prediction, example=example,
+                                                          is_target=False))}
+    if "targets_pretokenized" in example:
+      row["targets"] = _jsonable(example["targets_pretokenized"])
+    rows.append(json.dumps(row) + "\n")
+  run_dir.write_text(path, "".join(rows))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

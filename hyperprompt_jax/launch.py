@@ -10,8 +10,10 @@
   --seqio_additional_cache_dirs   more directories with cached seqio tasks
   --coordinator_address, --process_count, --process_index   multi-host (jax.distributed)
 
-Configuration mistakes (bad gin, unknown names, inconsistent settings) end the
-command with one `error:` line on stderr and exit status 2, not a traceback.
+Configuration mistakes (bad gin, unknown names, inconsistent settings: the
+checks raise `errors.ConfigError`, and gin's own parse and binding errors) end
+the command with one `error:` line on stderr and exit status 2. Any other
+exception is a bug: it propagates with its traceback (and a non-zero status).
 """
 
 from __future__ import annotations
@@ -27,17 +29,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gin
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import gin_checks
 from hyperprompt_jax import gin_utils
 from hyperprompt_jax import partitioning
 from hyperprompt_jax import reliability
 
-EXIT_CONFIG_ERROR = 2
+EXIT_CONFIG_ERROR = errors.EXIT_STATUS
 _REGISTERED: Dict[int, Callable[..., Any]] = {}
 
-
-class ConfigurationError(ValueError):
-  """A run cannot start as configured (reported as one line by the commands)."""
+# The one class of deliberate refusals (kept under its old name here).
+ConfigurationError = errors.ConfigError
 
 
 class CheckFailed(RuntimeError):
@@ -61,14 +63,19 @@ def one_line(message: str) -> str:
 
 @contextlib.contextmanager
 def configuration_errors():
-  """Turns ValueError / KeyError / TypeError / OSError raised inside into ConfigurationError."""
+  """Folds a `ConfigError` (or an error gin raised) into one line; anything else propagates.
+
+  A bug (a `TypeError` in the network, a `KeyError` in a lookup) keeps its type and
+  traceback: only deliberate refusals become the command's `error:` line.
+  """
   try:
     yield
-  except ConfigurationError:
-    raise
-  except (ValueError, KeyError, TypeError, OSError) as e:
-    text = e.args[0] if isinstance(e, KeyError) and e.args else e
-    raise ConfigurationError(one_line(str(text))) from e
+  except ConfigurationError as e:
+    raise ConfigurationError(one_line(str(e))) from e
+  except (ValueError, RuntimeError) as e:
+    if not gin_utils.raised_by_gin(e):
+      raise
+    raise ConfigurationError(one_line(str(e))) from e
 
 
 def _culprit(bindings: Sequence[str]) -> Optional[str]:
@@ -116,14 +123,41 @@ def configurable_entry_point(fn: Callable[..., Any]) -> Callable[..., Any]:
   return _REGISTERED[id(fn)]
 
 
-def setup(args: argparse.Namespace) -> None:
-  """Process-level set-up before gin: TF without GPUs, multi-host jax, seqio paths."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _hide_gpus_from_tensorflow() -> None:
+  """TensorFlow (tf.data only) must not take GPU memory that jax uses."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], "GPU")
-  except (RuntimeError, ValueError):
+  except (RuntimeError, ValueError):  # already initialised (an earlier run in this process)
     pass
+
+
+def quiet_tensorflow() -> None:
+  """Loads TensorFlow and hides the GPUs from it, without its start-up log lines.
+
+  TensorFlow's C++ code writes its CUDA probe and oneDNN notices to stderr while it
+  loads, before any log setting applies, and `failed call to cuInit` when it looks
+  for GPUs on a machine without any; a newcomer reads them as errors. The commands
+  call this first when run as `python -m ...` (never at library import): stderr
+  is closed for these two steps only (a failing import still raises, and every
+  later TensorFlow or XLA message is shown as usual).
+  """
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(devnull, 2)
+    _hide_gpus_from_tensorflow()
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def setup(args: argparse.Namespace) -> None:
+  """Process-level set-up before gin: TF without GPUs, multi-host jax, seqio paths."""
+  _hide_gpus_from_tensorflow()
   with configuration_errors():
     partitioning.initialize_distributed(args.coordinator_address, args.process_count,
                                         args.process_index)
@@ -147,24 +181,14 @@ def run(entry_point: Callable[..., Any], argv: Sequence[str], description: str =
     try:
       gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
       gin_checks.check_cli_macros(args.gin_bindings)  # a typo'd macro gin accepts
-    except Exception as e:  # pylint: disable=broad-except
+    except ConfigurationError as e:
       message = str(e)
       if not message.startswith("Bad gin configuration"):
         message = f"Bad gin configuration: {_culprit(args.gin_bindings) or message}"
       raise ConfigurationError(one_line(message)) from e
   logging.info("gin configuration:\n%s", gin.config_str())
-  try:
+  with configuration_errors():
     return configured()
-  except ConfigurationError as e:
-    raise ConfigurationError(one_line(str(e))) from e.__cause__
-  except ValueError as e:
-    if "gin" in str(e) or "macro" in str(e) or "bindings" in str(e):
-      raise ConfigurationError(one_line(str(e))) from e
-    raise
-  except RuntimeError as e:
-    if "Required bindings" in str(e) or "gin.REQUIRED" in str(e):
-      raise ConfigurationError(one_line(str(e))) from e
-    raise
 
 
 def main(entry_point: Callable[..., Any], argv: Optional[List[str]] = None,

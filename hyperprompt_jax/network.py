@@ -27,14 +27,12 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import struct
 
+from hyperprompt_jax import conditioning as conditioning_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import layers
 from hyperprompt_jax import task_ids as task_ids_lib
-from hyperprompt_jax import conditioning as conditioning_lib
 from hyperprompt_jax.conditioning import adapters as adapters_lib
-from hyperprompt_jax.conditioning import hyperformer as hyperformer_lib
-from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
-from hyperprompt_jax.conditioning import prefix_tuning as prefix_tuning_lib
-from hyperprompt_jax.conditioning import prompt_tuning as prompt_tuning_lib
+from hyperprompt_jax.conditioning import seams
 
 Array = jax.Array
 Prefixes = Optional[Tuple[Array, Array]]  # 2 x [B, M_stack, l, H, D]
@@ -46,7 +44,7 @@ AdapterWeights = Optional[Mapping[str, Mapping[str, Array]]]
 class T5Config:
   """Global hyperparameters; t5x's field names plus the HyperPrompt fields.
 
-  HyperPrompt fields (METHOD.md; defaults are our documented choices):
+  HyperPrompt fields (docs/method.md; defaults are our documented choices):
     num_tasks: number of tasks T (task indices 0..T-1).
     task_sentinel_id: token id of `<extra_id_0>`; task k is marked by id - k.
     hyperprompt_variant: 'none' (vanilla T5), 'share', 'sep' or 'global'.
@@ -132,24 +130,16 @@ class T5Config:
 
 
 def validate_config(config: T5Config) -> None:
-  """Raises ValueError naming the first inconsistent field of `config`."""
+  """Raises ConfigError naming the first inconsistent field of `config`.
+
+  The conditioning fields are checked by the method's registry record.
+  """
+  errors.check_positive(config, "num_tasks")
   conditioning_lib.validate_config(config)
-  if config.hyperprompt_variant not in hyperprompt_lib.VARIANTS:
-    raise ValueError(f"T5Config.hyperprompt_variant must be one of "
-                     f"{hyperprompt_lib.VARIANTS}, got {config.hyperprompt_variant!r}.")
-  if config.hyperprompt_placement not in hyperprompt_lib.PLACEMENTS:
-    raise ValueError(f"T5Config.hyperprompt_placement must be one of "
-                     f"{hyperprompt_lib.PLACEMENTS}, got {config.hyperprompt_placement!r}.")
-  if config.num_tasks < 1:
-    raise ValueError(f"T5Config.num_tasks must be >= 1, got {config.num_tasks}.")
-  for name in ("prompt_length", "prompt_bottleneck_dim", "task_embed_dim", "layer_task_dim",
-               "task_hidden_dim"):
-    if getattr(config, name) < 1:
-      raise ValueError(f"T5Config.{name} must be >= 1, got {getattr(config, name)}.")
   lowest = config.task_sentinel_id - (config.num_tasks - 1)
   if conditioning_lib.active_method(config) != "none" and not (
       0 < lowest and config.task_sentinel_id < config.vocab_size):
-    raise ValueError(
+    raise errors.ConfigError(
         f"task sentinels {lowest}..{config.task_sentinel_id} (task_sentinel_id="
         f"{config.task_sentinel_id}, num_tasks={config.num_tasks}) must lie inside the "
         f"vocabulary of size {config.vocab_size}.")
@@ -333,17 +323,9 @@ class Transformer(nn.Module):
         one_hot=cfg.one_hot_embedding, name="token_embedder")
     self.encoder = Encoder(config=cfg, shared_embedding=self.shared_embedding)
     self.decoder = Decoder(config=cfg, shared_embedding=self.shared_embedding)
-    method = conditioning_lib.active_method(cfg)
-    if method == "hyperprompt":
-      self.hyperprompt = hyperprompt_lib.HyperPrompt(config=cfg)
-    elif method == "prefix_tuning":
-      self.prefix_tuning = prefix_tuning_lib.PrefixTuning(config=cfg)
-    elif method == "prompt_tuning":
-      self.prompt_tuning = prompt_tuning_lib.PromptTuning(config=cfg)
-    elif method == "adapters":
-      self.adapters = adapters_lib.Adapters(config=cfg)
-    elif method == "hyperformer":
-      self.hyperformer = hyperformer_lib.HyperFormer(config=cfg)
+    method = conditioning_lib.active(cfg)
+    if method is not None:  # the registry's module, under the method's name
+      setattr(self, method.name, method.module(config=cfg))
 
   def task_ids(self, encoder_input_tokens: Array) -> Array:
     """Per-example task indices `[B]` read from `encoder_input_tokens [B, L]`."""
@@ -353,10 +335,10 @@ class Transformer(nn.Module):
 
   def _conditioner(self, seam: str) -> Optional[nn.Module]:
     """The active method's module if it uses `seam` ('prefix', 'adapter', 'input')."""
-    method = conditioning_lib.active_method(self.config)
-    if conditioning_lib.SEAMS.get(method) != seam:
+    method = conditioning_lib.active(self.config)
+    if method is None or method.seam != seam:
       return None
-    return getattr(self, method)
+    return getattr(self, method.name)
 
   def _prefixes(self, encoder_input_tokens: Array, stack: str) -> Prefixes:
     module = self._conditioner("prefix")
@@ -376,22 +358,25 @@ class Transformer(nn.Module):
       return None
     return module(self.task_ids(encoder_input_tokens))
 
-  def _encoder_valid(self, encoder_input_tokens: Array, encoder_segment_ids=None) -> Array:
-    """Which encoded rows are real, `[B, Le]` (`[B, l + Le]` with soft prompts)."""
+  def _encoder_valid(self, encoder_input_tokens: Array, encoder_segment_ids=None,
+                     prompt_rows: int = 0) -> Array:
+    """Which encoded rows are real, `[B, Le]` (`[B, l + Le]` with `l` input-seam rows)."""
     valid = encoder_input_tokens > 0
-    if self._conditioner("input") is None:
+    if not prompt_rows:
       return valid
     if encoder_segment_ids is not None:
-      raise ValueError(
-          "conditioning='prompt_tuning' does not support packed inputs (segment ids were "
-          "passed): each row gets one task's soft prompt; use pack=False.")
-    return prompt_tuning_lib.extend_valid(valid, self.config.soft_prompt_length)
+      raise errors.ConfigError(
+          f"conditioning={self.config.conditioning!r} does not support packed inputs "
+          "(segment ids were passed): each row gets one task's soft prompt; use pack=False.")
+    return seams.extend_valid(valid, prompt_rows)
 
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout=True):
     """Encodes `[B, Le]` tokens into `[B, Le, E]`."""
     cfg = self.config
     assert encoder_input_tokens.ndim == 2, "Expected `encoder_input_tokens` [batch, length]."
-    valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids)
+    input_prompt = self._input_prompt(encoder_input_tokens)
+    valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids,
+                                0 if input_prompt is None else input_prompt.shape[1])
     encoder_mask = layers.make_attention_mask(valid, valid, dtype=cfg.dtype)
     if encoder_segment_ids is not None:
       encoder_mask = layers.combine_masks(
@@ -401,7 +386,7 @@ class Transformer(nn.Module):
     return self.encoder(encoder_input_tokens, encoder_mask, deterministic=not enable_dropout,
                         prefixes=self._prefixes(encoder_input_tokens, "encoder"),
                         adapters=self._adapters(encoder_input_tokens, "encoder"),
-                        input_prompt=self._input_prompt(encoder_input_tokens))
+                        input_prompt=input_prompt)
 
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
              decoder_target_tokens, encoder_segment_ids=None, decoder_segment_ids=None,
@@ -413,7 +398,9 @@ class Transformer(nn.Module):
     runs one cached step (`decoder_input_tokens [B, 1]`).
     """
     cfg = self.config
-    encoder_valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids)
+    # Input-seam rows in front of the tokens: `encoded` is `[B, l + Le, E]`.
+    prompt_rows = encoded.shape[1] - encoder_input_tokens.shape[1]
+    encoder_valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids, prompt_rows)
     if decode:
       # Step-by-step decoding: the cache provides causality; no padding mask.
       decoder_mask = None

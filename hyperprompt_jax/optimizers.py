@@ -34,13 +34,17 @@ import jax.numpy as jnp
 import optax
 
 from hyperprompt_jax import conditioning
+from hyperprompt_jax import errors
 
 Schedule = Callable[[Any], Any]
 
+ALL = (".*",)
+# Presets of `trainable`, resolved when the optimizer is built ('conditioning': the
+# parameters of every registered conditioning method).
 TRAINABLE_PRESETS = {
-    "all": (".*",),
-    "conditioning": tuple(rf"{prefix}/.*" for prefix in conditioning.PARAM_PREFIXES),
-    "task_embeddings": (r"(.*/)?task_embedding",),
+    "all": lambda: ALL,
+    "conditioning": conditioning.param_patterns,
+    "task_embeddings": lambda: (r"(.*/)?task_embedding",),
 }
 TRAINABLE, FROZEN = "trainable", "frozen"
 
@@ -57,17 +61,17 @@ def resolve_trainable(trainable: Union[str, Sequence[str]]) -> Tuple[str, ...]:
   """Regexes of a preset name or a list of regexes (each must compile)."""
   if isinstance(trainable, str):
     if trainable in TRAINABLE_PRESETS:
-      return TRAINABLE_PRESETS[trainable]
-    raise ValueError(f"unknown trainable preset {trainable!r}; use one of "
-                     f"{sorted(TRAINABLE_PRESETS)} or a list of parameter-path regexes.")
+      return TRAINABLE_PRESETS[trainable]()
+    raise errors.ConfigError(f"unknown trainable preset {trainable!r}; use one of "
+                             f"{sorted(TRAINABLE_PRESETS)} or a list of parameter-path regexes.")
   patterns = tuple(trainable)
   if not patterns:
-    raise ValueError("trainable regex list is empty: nothing would be trained.")
+    raise errors.ConfigError("trainable regex list is empty: nothing would be trained.")
   for pattern in patterns:
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ValueError(f"trainable regex {pattern!r} does not compile: {e}") from None
+      raise errors.ConfigError(f"trainable regex {pattern!r} does not compile: {e}") from None
   return patterns
 
 
@@ -96,8 +100,8 @@ def param_labels(params: Any, patterns: Sequence[str]) -> Any:
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
   labels = {k: TRAINABLE if is_trainable(k, patterns) else FROZEN for k in flat}
   if TRAINABLE not in labels.values():
-    raise ValueError(f"the trainable regexes {list(patterns)} match no parameter; "
-                     f"parameters look like {sorted(flat)[:3]}.")
+    raise errors.ConfigError(f"the trainable regexes {list(patterns)} match no parameter; "
+                             f"parameters look like {sorted(flat)[:3]}.")
   out = flax.traverse_util.unflatten_dict(labels, sep="/")
   return flax.core.freeze(out) if isinstance(params, flax.core.FrozenDict) else out
 
@@ -120,14 +124,14 @@ def learning_rate_schedule(base_learning_rate: float = 1e-3, warmup_steps: int =
     warmup_init_value: learning rate at step 0 of the warm-up.
   """
   if base_learning_rate <= 0:
-    raise ValueError(f"base_learning_rate must be > 0, got {base_learning_rate}.")
+    raise errors.ConfigError(f"base_learning_rate must be > 0, got {base_learning_rate}.")
   if warmup_steps < 0:
-    raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
+    raise errors.ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}.")
   if decay == "constant":
     after = optax.constant_schedule(base_learning_rate)
   elif decay in ("linear", "cosine"):
     if not decay_steps or decay_steps < 1:
-      raise ValueError(f"decay={decay!r} needs decay_steps >= 1, got {decay_steps}.")
+      raise errors.ConfigError(f"decay={decay!r} needs decay_steps >= 1, got {decay_steps}.")
     if decay == "linear":
       after = optax.linear_schedule(base_learning_rate, end_learning_rate, decay_steps)
     else:
@@ -135,14 +139,14 @@ def learning_rate_schedule(base_learning_rate: float = 1e-3, warmup_steps: int =
                                           alpha=end_learning_rate / base_learning_rate)
   elif decay == "rsqrt":
     if not decay_steps or decay_steps < 1:
-      raise ValueError(f"decay='rsqrt' needs decay_steps >= 1 (the plateau), got "
-                       f"{decay_steps}.")
+      raise errors.ConfigError(f"decay='rsqrt' needs decay_steps >= 1 (the plateau), got "
+                               f"{decay_steps}.")
     plateau = float(decay_steps)
     after = lambda step: base_learning_rate * jnp.sqrt(
         plateau / jnp.maximum(jnp.asarray(step, jnp.float32), plateau))
   else:
-    raise ValueError(f"unknown decay {decay!r}; use 'constant', 'linear', 'cosine' or "
-                     "'rsqrt'.")
+    raise errors.ConfigError(f"unknown decay {decay!r}; use 'constant', 'linear', 'cosine' or "
+                             "'rsqrt'.")
   if not warmup_steps:
     return after
   warmup = optax.linear_schedule(warmup_init_value, base_learning_rate, warmup_steps)
@@ -191,11 +195,11 @@ def create_optimizer(base_optimizer: Callable[..., optax.GradientTransformation]
   parts = []
   if grad_clip_norm is not None:
     if grad_clip_norm <= 0:
-      raise ValueError(f"grad_clip_norm must be > 0, got {grad_clip_norm}.")
+      raise errors.ConfigError(f"grad_clip_norm must be > 0, got {grad_clip_norm}.")
     parts.append(optax.clip_by_global_norm(grad_clip_norm))
   parts.append(base_optimizer(learning_rate=schedule))
   tx = optax.chain(*parts) if len(parts) > 1 else parts[0]
-  if patterns != TRAINABLE_PRESETS["all"]:
+  if patterns != ALL:
     tx = optax.multi_transform({TRAINABLE: tx, FROZEN: optax.set_to_zero()},
                                functools.partial(param_labels, patterns=patterns))
   return OptimizerDef(tx=tx, learning_rate_fn=schedule, trainable_patterns=patterns)

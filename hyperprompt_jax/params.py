@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperprompt_jax import conditioning
+from hyperprompt_jax import errors
 from hyperprompt_jax import gin_utils
 from hyperprompt_jax import network
 
@@ -30,9 +32,6 @@ SIZES = ("small", "base", "large", "xl", "xxl")
 VARIANTS = ("share", "sep", "global")
 # Tasks of the joint GLUE + SuperGLUE training blend used for the report's default.
 DEFAULT_NUM_TASKS = 16
-# Top-level parameter collections that belong to task conditioning.
-CONDITIONING_PREFIXES = ("hyperprompt", "prefix_tuning", "prompt_tuning", "adapters",
-                         "hyperformer")
 
 
 @gin.configurable(module="hyperprompt_jax.params")
@@ -58,7 +57,8 @@ def param_shapes(config: network.T5Config, input_len: int = 8, target_len: int =
 def count(config: network.T5Config) -> Tuple[int, int]:
   """(base parameters, added task-conditioning parameters)."""
   shapes = param_shapes(config)
-  added = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith(CONDITIONING_PREFIXES))
+  prefixes = conditioning.param_prefixes()
+  added = sum(int(np.prod(s)) for k, s in shapes.items() if k.split("/", 1)[0] in prefixes)
   total = sum(int(np.prod(s)) for s in shapes.values())
   return total - added, added
 
@@ -108,9 +108,9 @@ def main(argv: Sequence[str]) -> int:
     parser.error("give --gin_file (a model size and optionally a conditioning file) or --table")
   try:
     cfg = config_from_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-  except ValueError as e:
+  except errors.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return errors.EXIT_STATUS
   base, added = count(cfg)
   print("| model | base params | added params | added % |\n|---|---|---|---|")
   method = cfg.conditioning if cfg.conditioning != "hyperprompt" else cfg.hyperprompt_variant

@@ -4,8 +4,9 @@
 
 Every parameter of the network carries logical axis names (`params_axes`
 collection, `flax.linen.partitioning.param_with_axes`), as in t5x. The backbone
-uses t5x's names; task conditioning adds these axes, all replicated (they are
-small) and each with an Adafactor factor rule:
+uses t5x's names; each task-conditioning method's registry record
+(`conditioning.Method`) adds the rules of its own axes. This project's methods
+add these, all replicated (they are small), each with an Adafactor factor rule:
 
 | axis               | what                          | mesh axis | Adafactor factor |
 |--------------------|-------------------------------|-----------|------------------|
@@ -20,8 +21,8 @@ small) and each with an Adafactor factor rule:
 | adapter_blocks     | HyperFormer++ block types     | None      | batch            |
 
 `layers` (stacked per-layer hypernetworks) already has t5x rules (None / batch).
-With t5x installed, pass `CONDITIONING_AXIS_RULES` as `additional_rules` of
-`standard_logical_axis_rules` and map `FACTOR_RULES` into
+With t5x installed, pass `conditioning_axis_rules()` as `additional_rules` of
+`standard_logical_axis_rules` and map `factor_rules()` into
 `adafactor.standard_logical_factor_rules()` (see `gin/t5x/`).
 """
 
@@ -38,23 +39,14 @@ from flax.linen import partitioning as nn_partitioning
 from jax.sharding import AbstractMesh, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hyperprompt_jax import conditioning
+from hyperprompt_jax import errors
+
 LogicalAxisRules = Sequence[Tuple[str, Optional[str]]]
 
-CONDITIONING_AXIS_RULES: LogicalAxisRules = (
-    ("tasks", None),
-    ("prompt_length", None),
-    ("prompt_embed", None),
-    ("prompt_bottleneck", None),
-    ("task_embed", None),
-    ("task_mlp", None),
-    ("prefix_mlp", None),
-    ("adapter_bottleneck", None),
-    ("adapter_blocks", None),
-)
-
-# Adafactor factorisation of every logical axis ('row', 'column', 'batch', 'none'),
-# t5x's standard factor rules plus ours.
-FACTOR_RULES = {
+# Adafactor factorisation of t5x's logical axes ('row', 'column', 'batch', 'none');
+# `factor_rules()` adds the conditioning methods'.
+BACKBONE_FACTOR_RULES = {
     "vocab": "column",
     "embed": "row",
     "mlp": "column",
@@ -66,15 +58,6 @@ FACTOR_RULES = {
     "layers": "batch",
     "stack": "batch",
     "mlp_activations": "batch",
-    "tasks": "batch",
-    "prompt_length": "none",
-    "prompt_embed": "row",
-    "prompt_bottleneck": "column",
-    "task_embed": "batch",
-    "task_mlp": "none",
-    "prefix_mlp": "column",
-    "adapter_bottleneck": "column",
-    "adapter_blocks": "batch",
 }
 
 
@@ -90,14 +73,14 @@ def standard_logical_axis_rules(activation_partitioning_dims: int = 1,
     additional_rules: rules that take precedence (prepended).
   """
   if activation_partitioning_dims not in (1, 2) or parameter_partitioning_dims not in (1, 2):
-    raise ValueError("partitioning dims must be 1 or 2.")
+    raise errors.ConfigError("partitioning dims must be 1 or 2.")
   rules = [("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("heads", "model"),
            ("kv", None), ("joined_kv", "model")]
   if activation_partitioning_dims == 2 or parameter_partitioning_dims == 2:
     rules.append(("embed", "data") if parameter_partitioning_dims == 2 else ("embed", "model"))
   rules += [("embed", None), ("relpos_buckets", None), ("abspos_buckets", None),
             ("length", None), ("layers", None), ("stack", None), ("mlp_activations", None)]
-  rules += list(CONDITIONING_AXIS_RULES)
+  rules += conditioning.axis_rules()
   return list(additional_rules or ()) + rules
 
 
@@ -115,8 +98,13 @@ AnyMesh = Union[Mesh, AbstractMesh]
 
 
 def conditioning_axis_rules() -> LogicalAxisRules:
-  """`CONDITIONING_AXIS_RULES` as a function (for gin: t5x's `additional_rules`)."""
-  return list(CONDITIONING_AXIS_RULES)
+  """The registered conditioning methods' axis rules (for gin: t5x's `additional_rules`)."""
+  return conditioning.axis_rules()
+
+
+def factor_rules() -> Dict[str, str]:
+  """Adafactor factor rule of every logical axis: t5x's and the conditioning methods'."""
+  return {**BACKBONE_FACTOR_RULES, **conditioning.factor_rules()}
 
 
 def t5x_logical_factor_rules() -> Mapping[str, Any]:
@@ -126,7 +114,7 @@ def t5x_logical_factor_rules() -> Mapping[str, Any]:
   """
   from t5x import adafactor  # pylint: disable=g-import-not-at-top
   rules = dict(adafactor.standard_logical_factor_rules())
-  rules.update({k: getattr(adafactor.FactorDim, v.upper()) for k, v in FACTOR_RULES.items()})
+  rules.update({k: getattr(adafactor.FactorDim, v.upper()) for k, v in factor_rules().items()})
   return rules
 
 
@@ -145,7 +133,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     jax.distributed.initialize()
   else:
     if coordinator_address is None or process_count is None or process_index is None:
-      raise ValueError(
+      raise errors.ConfigError(
           "multi-host runs need all of --coordinator_address, --process_count and "
           f"--process_index (got {coordinator_address!r}, {process_count!r}, "
           f"{process_index!r}).")
@@ -158,28 +146,28 @@ def mesh_shape_for(num_devices: int, mesh_shape: Optional[Sequence[int]] = None,
                    num_partitions: Optional[int] = None) -> Tuple[int, int]:
   """`(data, model)` sizes from an explicit shape (-1 allowed once) or `num_partitions`."""
   if mesh_shape is not None and num_partitions is not None:
-    raise ValueError("give either mesh_shape or num_partitions, not both.")
+    raise errors.ConfigError("give either mesh_shape or num_partitions, not both.")
   if mesh_shape is None:
     model = 1 if num_partitions is None else int(num_partitions)
     if model < 1 or num_devices % model:
-      raise ValueError(f"num_partitions={num_partitions} must divide the number of "
-                       f"devices ({num_devices}).")
+      raise errors.ConfigError(f"num_partitions={num_partitions} must divide the number of "
+                               f"devices ({num_devices}).")
     return num_devices // model, model
   shape = [int(s) for s in mesh_shape]
   if len(shape) != 2:
-    raise ValueError(f"mesh_shape must be (data, model), got {tuple(mesh_shape)}.")
+    raise errors.ConfigError(f"mesh_shape must be (data, model), got {tuple(mesh_shape)}.")
   if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f"mesh_shape {tuple(mesh_shape)} must hold positive sizes and at "
-                     "most one -1.")
+    raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} must hold positive sizes and at "
+                             "most one -1.")
   if -1 in shape:
     known = math.prod(s for s in shape if s != -1)
     if num_devices % known:
-      raise ValueError(f"mesh_shape {tuple(mesh_shape)} does not divide {num_devices} "
-                       "devices.")
+      raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} does not divide {num_devices} "
+                               "devices.")
     shape[shape.index(-1)] = num_devices // known
   if math.prod(shape) != num_devices:
-    raise ValueError(f"mesh_shape {tuple(mesh_shape)} needs {math.prod(shape)} devices, "
-                     f"but {num_devices} are available.")
+    raise errors.ConfigError(f"mesh_shape {tuple(mesh_shape)} needs {math.prod(shape)} devices, "
+                             f"but {num_devices} are available.")
   return shape[0], shape[1]
 
 
@@ -273,7 +261,7 @@ class Partitioner:
     self.compiler_options = dict(compiler_options) if compiler_options else None
     self.mesh = mesh if mesh is not None else create_mesh(mesh_shape, num_partitions, devices)
     if tuple(self.mesh.axis_names) != MESH_AXES:
-      raise ValueError(f"mesh axes must be {MESH_AXES}, got {self.mesh.axis_names}.")
+      raise errors.ConfigError(f"mesh axes must be {MESH_AXES}, got {self.mesh.axis_names}.")
     self.logical_axis_rules = tuple(
         standard_logical_axis_rules() if logical_axis_rules is None else logical_axis_rules)
 
@@ -325,8 +313,8 @@ class Partitioner:
     for path, leaf in flat_shapes:
       key = _dict_key_path(path)
       if key not in flat_logical:
-        raise ValueError(f"parameter {'/'.join(key)} has no logical axis names; declare it "
-                         "with flax.linen.partitioning.param_with_axes.")
+        raise errors.ConfigError(f"parameter {'/'.join(key)} has no logical axis names; declare it "
+                                 "with flax.linen.partitioning.param_with_axes.")
       out.append(NamedSharding(self.mesh, self.logical_to_mesh_spec(flat_logical[key],
                                                                     leaf.shape)))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract_params), out)
@@ -375,8 +363,8 @@ class Partitioner:
     the same shard (`seqio.ShardInfo(shard_id, num_shards)`).
     """
     if batch_size % self.num_data_shards:
-      raise ValueError(f"batch size {batch_size} must be divisible by the 'data' mesh axis "
-                       f"({self.num_data_shards}).")
+      raise errors.ConfigError(f"batch size {batch_size} must be divisible by the 'data' mesh axis "
+                               f"({self.num_data_shards}).")
     if self.is_abstract:
       return DataLayout(batch_size, 0, 1, True)
     process_index = jax.process_index() if process_index is None else process_index
@@ -387,8 +375,8 @@ class Partitioner:
     mine = tuple(sorted(rows_of[process_index]))
     num_shards = len(blocks)
     if batch_size % num_shards:
-      raise ValueError(f"batch size {batch_size} must be divisible by the number of input "
-                       f"shards ({num_shards}).")
+      raise errors.ConfigError(f"batch size {batch_size} must be divisible by the number of input "
+                               f"shards ({num_shards}).")
     first = min(p for p, r in rows_of.items() if tuple(sorted(r)) == mine)
     return DataLayout(batch_size // num_shards, blocks.index(mine), num_shards,
                       first == process_index)

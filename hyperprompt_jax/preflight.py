@@ -17,6 +17,7 @@
   T5Config of the first run) and task table (`task_table.json`) must match this
   run's, unless `allow_change` (the replaced files are kept as
   `*.replaced-<time>.json`); they are written only once the run starts.
+* `check_run`: all of these for the `train` command, in order.
 * `check_checkpoint_shapes`: a checkpoint to resume from must have the model's
   parameter tree; the first mismatch is named (`encoder/.../kernel: (8, 16) in
   the checkpoint, (8, 32) in the model`).
@@ -34,13 +35,22 @@ import jax
 import seqio
 import tensorflow as tf
 
-MODEL_CONFIG_FILENAME = "model_config.json"
-TRUNCATION_FILENAME = "truncation.json"
+from hyperprompt_jax import conditioning
+from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
+from hyperprompt_jax import reliability
+from hyperprompt_jax import run_dir
+from hyperprompt_jax.formats import tree as tree_lib
+
 # T5Config fields that may change between runs in one MODEL_DIR without
-# ALLOW_CONFIG_CHANGE: computation (not model) settings and initialisers.
-RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits", "one_hot_embedding",
-                  "prompt_init_stddev",
-                  "task_embed_init_stddev", "adapter_init_stddev")
+# ALLOW_CONFIG_CHANGE: computation (not model) settings; the conditioning methods'
+# registry records add their initialisers (`runtime_fields()`).
+BACKBONE_RUNTIME_FIELDS = ("dtype", "dropout_rate", "float32_attention_logits",
+                           "one_hot_embedding")
+
+
+def runtime_fields() -> Tuple[str, ...]:
+  return BACKBONE_RUNTIME_FIELDS + conditioning.runtime_fields()
 
 
 # ---------------------------------------------------------------------------
@@ -67,8 +77,8 @@ def check_feature_lengths(name: str, lengths: Optional[Mapping[str, int]],
     return
   missing = [k for k in required if k in output_features and k not in lengths]
   if missing:
-    raise ValueError(f"TASK_FEATURE_LENGTHS {dict(lengths)} has no length for {missing} "
-                     f"(features of {name!r}).")
+    raise errors.ConfigError(f"TASK_FEATURE_LENGTHS {dict(lengths)} has no length for {missing} "
+                             f"(features of {name!r}).")
   minimum = min_feature_lengths(output_features, task_indexed)
   short = {k: (int(v), minimum[k]) for k, v in lengths.items()
            if k in minimum and int(v) < minimum[k]}
@@ -80,8 +90,8 @@ def check_feature_lengths(name: str, lengths: Optional[Mapping[str, int]],
          for k in short}
   details = "; ".join(f"{k!r} is {got} but needs >= {need} ({why[k]})"
                       for k, (got, need) in short.items())
-  raise ValueError(f"TASK_FEATURE_LENGTHS {dict(lengths)} is too short for {name!r}: "
-                   f"{details}.")
+  raise errors.ConfigError(f"TASK_FEATURE_LENGTHS {dict(lengths)} is too short for {name!r}: "
+                           f"{details}.")
 
 
 def _tasks_to_read(provider: Any, training: bool) -> List[seqio.Task]:
@@ -133,11 +143,11 @@ def scan_splits(cfg: Any, *, training: bool, max_examples: int) -> Dict[str, Any
   report: Dict[str, Any] = {}
   for task in _tasks_to_read(provider, training):
     if cfg.split not in task.splits:
-      raise ValueError(f"task {task.name!r} (in {cfg.mixture_or_task_name!r}) has no "
-                       f"{cfg.split!r} split (splits: {list(task.splits)}).")
+      raise errors.ConfigError(f"task {task.name!r} (in {cfg.mixture_or_task_name!r}) has no "
+                               f"{cfg.split!r} split (splits: {list(task.splits)}).")
     if _source_is_empty(task, cfg.split):
-      raise ValueError(f"the {cfg.split!r} split of task {task.name!r} (in "
-                       f"{cfg.mixture_or_task_name!r}) has no examples.")
+      raise errors.ConfigError(f"the {cfg.split!r} split of task {task.name!r} (in "
+                               f"{cfg.mixture_or_task_name!r}) has no examples.")
     keys = [k for k in lengths if k in task.output_features]
     if not max_examples or not keys:
       continue
@@ -150,8 +160,9 @@ def scan_splits(cfg: Any, *, training: bool, max_examples: int) -> Dict[str, Any
       counted = False
       measured = _lengths_of(task, cfg.split, keys, max_examples, cfg.use_cached, lengths)
     if not measured[keys[0]]:
-      raise ValueError(f"the {cfg.split!r} split of task {task.name!r} (in "
-                       f"{cfg.mixture_or_task_name!r}) has no examples after preprocessing.")
+      raise errors.ConfigError(
+          f"the {cfg.split!r} split of task {task.name!r} (in {cfg.mixture_or_task_name!r}) "
+          "has no examples after preprocessing.")
     report[task.name] = {
         k: {"checked": len(v), "truncated": sum(1 for n in v if n > lengths[k]),
             "longest": max(v), "length": int(lengths[k]), "counted": counted}
@@ -175,9 +186,8 @@ def truncation_lines(report: Mapping[str, Any], split: str) -> List[str]:
 
 def write_truncation_report(model_dir: str, reports: Mapping[str, Any]) -> str:
   """Writes `{split: report}` to MODEL_DIR/truncation.json (atomically); returns the path."""
-  path = os.path.join(model_dir, TRUNCATION_FILENAME)
-  _write_json(path, {"time": time.time(), "splits": dict(reports)})
-  return path
+  return run_dir.write_json(os.path.join(model_dir, run_dir.TRUNCATION),
+                            {"time": time.time(), "splits": dict(reports)})
 
 
 # ---------------------------------------------------------------------------
@@ -185,31 +195,16 @@ def write_truncation_report(model_dir: str, reports: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _write_json(path: str, payload: Any) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def _backup(path: str) -> str:
-  stem, ext = os.path.splitext(path)
-  backup = f"{stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
-  tf.io.gfile.copy(path, backup, overwrite=True)
-  return backup
-
-
 def config_dict(config: Any) -> Dict[str, Any]:
-  """JSON-able dict of a T5Config (the format of `t5x_checkpoints.read_config`)."""
-  from hyperprompt_jax import t5x_checkpoints  # pylint: disable=g-import-not-at-top
-  return t5x_checkpoints.config_to_dict(config)
+  """JSON-able dict of a T5Config (the format of `formats.tree.read_config`)."""
+  return tree_lib.config_to_dict(config)
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
-  """`'field: saved -> now'` for every differing field outside RUNTIME_FIELDS."""
-  out = []
+  """`'field: saved -> now'` for every differing field outside `runtime_fields()`."""
+  out, runtime = [], runtime_fields()
   for key in sorted(set(saved) | set(current)):
-    if key in RUNTIME_FIELDS:
+    if key in runtime:
       continue
     a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
     if isinstance(a, list):
@@ -219,6 +214,21 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     if a != b:
       out.append(f"{key}: {a!r} -> {b!r}")
   return out
+
+
+def check_writable(model_dir: str) -> None:
+  """Refuses a local MODEL_DIR that cannot be created or written (remote URLs are not probed)."""
+  if "://" in model_dir:
+    return
+  path = os.path.abspath(model_dir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise errors.ConfigError(f"MODEL_DIR {model_dir} cannot be created: {path} is a file, "
+                             "not a directory.")
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise errors.ConfigError(f"MODEL_DIR {model_dir} cannot be written: {path} is not "
+                             "writable by this user.")
 
 
 def check_run_dir(model_dir: str, *, model_config: Optional[Any], task_table: Sequence[Any],
@@ -231,28 +241,28 @@ def check_run_dir(model_dir: str, *, model_config: Optional[Any], task_table: Se
   checkpoint was restored); with `allow_change` it first keeps the files it
   replaces as `*.replaced-<time>.json`.
   """
-  from hyperprompt_tasks import task_table_io  # pylint: disable=g-import-not-at-top
   problems, replace = [], []
-  config_path = os.path.join(model_dir, MODEL_CONFIG_FILENAME)
+  config_path = os.path.join(model_dir, run_dir.MODEL_CONFIG)
   current = config_dict(model_config) if model_config is not None else None
   if current is not None and tf.io.gfile.exists(config_path):
     with tf.io.gfile.GFile(config_path) as f:
       try:
         saved = json.load(f)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path} is not valid JSON ({e}); it was not changed.") from None
+        raise errors.ConfigError(
+            f"{config_path} is not valid JSON ({e}); it was not changed.") from None
     diffs = config_differences(saved, current)
     if diffs:
       problems.append(f"model config ({config_path}): {', '.join(diffs)}")
       replace.append(config_path)
   if task_table:
     try:
-      task_table_io.check_task_table(model_dir, task_table)
-    except ValueError as e:
+      run_dir.check_task_table(model_dir, task_table)
+    except errors.ConfigError as e:
       problems.append(f"task table: {' '.join(str(e).split())}")
-      replace.append(task_table_io.task_table_path(model_dir))
+      replace.append(run_dir.task_table_path(model_dir))
   if problems and not allow_change:
-    raise ValueError(
+    raise errors.ConfigError(
         f"MODEL_DIR {model_dir} holds a run with a different " + "; ".join(problems) +
         ". Use a new MODEL_DIR (INITIAL_CHECKPOINT_PATH can point at this one's checkpoint), "
         "or pass --gin.ALLOW_CONFIG_CHANGE=True to continue here anyway.")
@@ -260,18 +270,18 @@ def check_run_dir(model_dir: str, *, model_config: Optional[Any], task_table: Se
   def commit() -> None:
     tf.io.gfile.makedirs(model_dir)
     if replace:
-      kept = [_backup(p) for p in replace]
+      kept = [run_dir.keep_replaced(p) for p in replace]
       logging.warning("ALLOW_CONFIG_CHANGE: continuing in %s despite %s; old files kept as %s",
                       model_dir, "; ".join(problems), kept)
       print(f"warning: ALLOW_CONFIG_CHANGE: {'; '.join(problems)}; previous files kept as "
             f"{', '.join(kept)}.", flush=True)
     if current is not None and (config_path in replace or not tf.io.gfile.exists(config_path)):
-      _write_json(config_path, current)
+      run_dir.write_json(config_path, current)
     if task_table:
-      if task_table_io.task_table_path(model_dir) in replace:
-        task_table_io.save_task_table(model_dir, task_table, mixture_or_task_name)
+      if run_dir.task_table_path(model_dir) in replace:
+        run_dir.save_task_table(model_dir, task_table, mixture_or_task_name)
       else:
-        task_table_io.save_or_check_task_table(model_dir, task_table,
+        run_dir.save_or_check_task_table(model_dir, task_table,
                                                mixture_or_task_name=mixture_or_task_name)
 
   return commit
@@ -307,7 +317,7 @@ def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
   try:
     metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(step_dir) / item)
   except (OSError, ValueError, FileNotFoundError) as e:
-    raise ValueError(f"cannot read the parameter shapes of {step_dir}: {e}") from None
+    raise errors.ConfigError(f"cannot read the parameter shapes of {step_dir}: {e}") from None
   saved = _flat_shapes(getattr(metadata, "tree", metadata))
   wanted = _flat_shapes(abstract_tree)
   # Parameters ('target/...') first: they are what a user recognises.
@@ -327,7 +337,84 @@ def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
     return
   kind, first = problems[0]
   more = sum(1 for k, _ in problems[1:] if k == kind)
-  raise ValueError(
+  raise errors.ConfigError(
       f"checkpoint {step_dir} does not fit the model: {first}"
       + (f" (and {more} more {kind.split()[0]}s)" if more else "")
       + ". Resume it with the model and optimizer it was saved with, or start a new MODEL_DIR.")
+
+
+# ---------------------------------------------------------------------------
+# All of the above, for the `train` command.
+# ---------------------------------------------------------------------------
+
+
+def check_checkpoint_data(cfg: data_lib.DatasetConfig, model: Any, checkpoint_path: str
+                          ) -> data_lib.TaskTable:
+  """`eval` / `infer`: the mixture fits the model and the checkpoint's saved task table.
+
+  Imports the task module, reads the mixture's task table, checks it against the
+  model and, when the checkpoint's MODEL_DIR holds a task table, against that one.
+  Returns the table.
+  """
+  data_lib.import_modules(cfg.module)
+  table = data_lib.task_table(cfg.mixture_or_task_name)
+  data_lib.check_model_and_tasks(cfg, model, table)
+  model_dir = run_dir.model_dir_of(checkpoint_path)
+  if model_dir is not None and table:
+    run_dir.check_task_table(model_dir, table)
+  return table
+
+
+def check_run(model: Any, model_dir: str, cfgs: Sequence[data_lib.DatasetConfig],
+              reliability_cfg: reliability.ReliabilityConfig
+              ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
+  """Imports task modules, checks each mixture against the model and MODEL_DIR.
+
+  The training mixture's task table and the model config are saved to MODEL_DIR
+  on the first run and must match on every later run (a reordered mixture would
+  remap the tasks) unless `reliability_cfg.allow_config_change`. Feature lengths
+  and splits are checked and truncation is counted. Nothing is written here:
+  returns the table and the function that saves the table, the config and the
+  truncation counts once the run starts.
+  """
+  for cfg in cfgs:
+    data_lib.import_modules(cfg.module)
+  tables = [data_lib.task_table(cfg.mixture_or_task_name) for cfg in cfgs]
+  for cfg, table in zip(cfgs, tables):
+    data_lib.check_model_and_tasks(cfg, model, table)
+    check_feature_lengths(
+        cfg.mixture_or_task_name, cfg.task_feature_lengths,
+        data_lib.get_mixture_or_task(cfg.mixture_or_task_name).output_features, bool(table))
+  truncation: Dict[str, Any] = {}
+  for i, cfg in enumerate(cfgs):  # empty splits are refused; truncation is counted
+    counts = scan_splits(cfg, training=i == 0,
+                         max_examples=reliability_cfg.truncation_check_examples)
+    if counts:
+      truncation.setdefault(cfg.split, counts)
+  save_run_dir = check_run_dir(
+      model_dir, model_config=getattr(getattr(model, "module", None), "config", None),
+      task_table=tables[0], mixture_or_task_name=cfgs[0].mixture_or_task_name,
+      allow_change=reliability_cfg.allow_config_change)
+  if tables[0] and not reliability_cfg.allow_config_change:
+    for cfg, table in zip(cfgs[1:], tables[1:]):
+      if table:
+        run_dir.check_task_table(model_dir, table)
+
+  def commit() -> None:
+    if jax.process_index() == 0:
+      save_run_dir()
+      _report_truncation(model_dir, truncation)
+
+  return tables[0], commit
+
+
+def _report_truncation(model_dir: str, reports: Dict[str, Any]) -> None:
+  """Prints a line per truncated task and feature; writes MODEL_DIR/truncation.json."""
+  if not reports:
+    return
+  lines = [line for split, r in reports.items() for line in truncation_lines(r, split)]
+  for line in lines:
+    print(line, flush=True)
+  path = write_truncation_report(model_dir, reports)
+  if lines:
+    print(f"Truncation counts per task: {path}", flush=True)

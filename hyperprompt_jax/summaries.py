@@ -22,8 +22,8 @@ import jax
 import tensorflow as tf
 from clu import metric_writers
 
-HISTORY_FILENAME = "metrics_history.json"
-PLOT_FILENAME = "metrics.png"
+from hyperprompt_jax import run_dir
+
 
 
 def create_writer(model_dir: str, name: str) -> metric_writers.MetricWriter:
@@ -85,7 +85,7 @@ class MetricsHistory:
 
   def __init__(self, model_dir: str):
     self.model_dir = model_dir
-    self.path = os.path.join(model_dir, HISTORY_FILENAME)
+    self.path = os.path.join(model_dir, run_dir.METRICS_HISTORY)
     self.data: Dict[str, Any] = {"train": [], "eval": {}}
     if tf.io.gfile.exists(self.path):
       with tf.io.gfile.GFile(self.path) as f:
@@ -107,10 +107,7 @@ class MetricsHistory:
   def save(self) -> None:
     if jax.process_index() != 0:
       return
-    tf.io.gfile.makedirs(self.model_dir)
-    with tf.io.gfile.GFile(self.path + ".tmp", "w") as f:
-      json.dump(self.data, f)
-    tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)
+    run_dir.write_json(self.path, self.data, indent=None, sort_keys=False)
 
   def plot(self, path: Optional[str] = None, title: str = "") -> Optional[str]:
     """Writes the loss and per-task score curves as a PNG; returns its path."""
@@ -119,7 +116,7 @@ class MetricsHistory:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-    path = path or os.path.join(self.model_dir, PLOT_FILENAME)
+    path = path or os.path.join(self.model_dir, run_dir.METRICS_PLOT)
     fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.5))
     train: List[List[float]] = self.data["train"]
     if train:

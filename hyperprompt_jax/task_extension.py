@@ -20,7 +20,7 @@ T to T' and restore with `restore_extending_tasks` (the launcher's
   (tasks are never dropped silently);
 * when the checkpoint's MODEL_DIR holds a task table (`task_table.json`) and the
   caller passes the new mixture's table, the new table must be the saved one
-  followed by the new tasks (`hyperprompt_tasks.check_task_table(...,
+  followed by the new tasks (`run_dir.check_task_table(...,
   allow_extension=True)`), so that task k keeps its embedding.
 
 Why extend on restore rather than reserve unused task slots when training the
@@ -43,9 +43,7 @@ task's embedding and its own global prompt); bench/adaptation.md measures both.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import flax
@@ -54,7 +52,10 @@ import numpy as np
 from flax.linen import partitioning as nn_partitioning
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
-from hyperprompt_jax import t5x_checkpoints
+from hyperprompt_jax import errors
+from hyperprompt_jax import run_dir
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import tree as tree_lib
 
 TASKS_AXIS = "tasks"
 Params = Mapping[str, Any]
@@ -90,53 +91,40 @@ def extension_plan(ckpt_shapes: Mapping[str, Tuple[int, ...]],
     elif rest_equal:
       shrinking.append(f"{key} {old} vs {new}")
   if shrinking:
-    raise ValueError(
+    raise errors.ConfigError(
         "the checkpoint has more tasks than the model (checkpoint vs model): "
         + "; ".join(shrinking) + ". Set NUM_TASKS (T5Config.num_tasks) to at least the "
         "checkpoint's number of tasks; tasks are never dropped.")
   counts = {n for _, n in plan.values()}
   if len(counts) > 1:
-    raise ValueError(f"task-indexed parameters of the checkpoint disagree on the number of "
-                     f"tasks: { {k: n for k, (_, n) in plan.items()} }")
+    raise errors.ConfigError(f"task-indexed parameters of the checkpoint disagree on the number of "
+                             f"tasks: { {k: n for k, (_, n) in plan.items()} }")
   return plan
 
 
 def extend(restored: Params, fresh: Params, plan: Mapping[str, Tuple[int, int]]) -> Dict[str, Any]:
   """`restored` with each planned parameter's entries `n..T'-1` along its tasks axis
   taken from `fresh` (numpy; the restored entries are kept bit for bit)."""
-  flat = t5x_checkpoints.flatten(restored)
-  flat_fresh = t5x_checkpoints.flatten(fresh)
+  flat = tree_lib.flatten(restored)
+  flat_fresh = tree_lib.flatten(fresh)
   for key, (axis, n) in plan.items():
     old = np.asarray(flat[key])
     new = np.asarray(flat_fresh[key]).astype(old.dtype)
     tail = np.take(new, np.arange(n, new.shape[axis]), axis=axis)
     flat[key] = np.concatenate([old, tail], axis=axis)
-  return t5x_checkpoints.unflatten(flat)
-
-
-def _saved_task_table_dir(path: str) -> Optional[str]:
-  """The MODEL_DIR next to checkpoint `path` that holds a task table, if any."""
-  tasks = importlib.import_module("hyperprompt_tasks")
-  _, location = t5x_checkpoints.resolve_checkpoint(path)
-  folder = location if os.path.isdir(location) else os.path.dirname(location)
-  for _ in range(3):  # .../MODEL_DIR/checkpoint_<step>/state
-    if tasks.load_task_table(folder) is not None:
-      return folder
-    folder = os.path.dirname(folder)
-  return None
+  return tree_lib.unflatten(flat)
 
 
 def check_extended_task_table(path: str, table: Sequence[Optional[str]]) -> Optional[tuple]:
   """Checks `table` (the new mixture's) against the task table saved with checkpoint
   `path`: the saved tasks at their indices, new tasks only appended. Returns the
   saved table, or None (with a warning) when the checkpoint has none."""
-  folder = _saved_task_table_dir(path)
+  folder = run_dir.model_dir_of(path)
   if folder is None:
     logging.warning("no task_table.json next to %s: cannot check that the first tasks of "
                     "the new mixture are the ones the checkpoint was trained on.", path)
     return None
-  tasks = importlib.import_module("hyperprompt_tasks")
-  return tasks.check_task_table(folder, table, allow_extension=True)
+  return run_dir.check_task_table(folder, table, allow_extension=True)
 
 
 def restore_extending_tasks(path: str, abstract_params: Params, *, params_axes: Params,
@@ -147,7 +135,7 @@ def restore_extending_tasks(path: str, abstract_params: Params, *, params_axes: 
   """Params (numpy) of checkpoint `path` in a model with at least as many tasks.
 
   Args:
-    path: INITIAL_CHECKPOINT_PATH (anything `t5x_checkpoints.restore_params` reads).
+    path: INITIAL_CHECKPOINT_PATH (anything `formats.restore.restore_params` reads).
     abstract_params: the T'-task model's params (`jax.ShapeDtypeStruct`s or arrays).
     params_axes: the model's `params_axes` collection (logical axis names).
     rng: key of the fresh parameters (`init_fn(rng)`).
@@ -159,8 +147,8 @@ def restore_extending_tasks(path: str, abstract_params: Params, *, params_axes: 
   """
   if task_table:
     check_extended_task_table(path, task_table)
-  model_shapes = {k: tuple(v.shape) for k, v in t5x_checkpoints.flatten(abstract_params).items()}
-  plan = extension_plan(t5x_checkpoints.checkpoint_param_shapes(path), model_shapes,
+  model_shapes = {k: tuple(v.shape) for k, v in tree_lib.flatten(abstract_params).items()}
+  plan = extension_plan(restore_lib.checkpoint_param_shapes(path), model_shapes,
                         task_axes(params_axes))
   fresh_cache = {}
 
@@ -169,13 +157,13 @@ def restore_extending_tasks(path: str, abstract_params: Params, *, params_axes: 
       fresh_cache["params"] = jax.tree_util.tree_map(np.asarray, init_fn(key))
     return fresh_cache["params"]
 
-  flat_target = t5x_checkpoints.flatten(abstract_params)
+  flat_target = tree_lib.flatten(abstract_params)
   for key, (axis, n) in plan.items():
     leaf = flat_target[key]
     shape = leaf.shape[:axis] + (n,) + leaf.shape[axis + 1:]
     flat_target[key] = jax.ShapeDtypeStruct(shape, leaf.dtype)
   restored = checkpoints_lib.restore_initial_params(
-      path, t5x_checkpoints.unflatten(flat_target), rng=rng, init_fn=fresh_params,
+      path, tree_lib.unflatten(flat_target), rng=rng, init_fn=fresh_params,
       fallback_to_scratch=fallback_to_scratch)
   if not plan:
     return restored

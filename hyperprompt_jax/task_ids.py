@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from hyperprompt_jax import errors
+
 
 def sentinel_for_task(task_index: int, task_sentinel_id: int) -> int:
   """Token id that marks task `task_index` (`<extra_id_{task_index}>`)."""
@@ -32,12 +34,12 @@ def validate_task_index(task_index: int, *, num_tasks: int, task_sentinel_id: in
                         vocab_size: int | None = None) -> None:
   """Raises ValueError unless `task_index` is representable in this configuration."""
   if not 0 <= task_index < num_tasks:
-    raise ValueError(
+    raise errors.ConfigError(
         f"task index {task_index} is outside the configured number of tasks "
         f"(num_tasks={num_tasks}); raise T5Config.num_tasks or shrink the mixture.")
   token = sentinel_for_task(task_index, task_sentinel_id)
   if token < 3 or (vocab_size is not None and token >= vocab_size):
-    raise ValueError(
+    raise errors.ConfigError(
         f"task index {task_index} needs sentinel id {token}, which is not a valid "
         f"extra id of a vocabulary of size {vocab_size} (task_sentinel_id="
         f"{task_sentinel_id}); the vocabulary needs at least {num_tasks} extra ids.")

@@ -23,15 +23,17 @@ files bind it as `train_script.train` exactly as t5x's do.
 
 from __future__ import annotations
 
+from hyperprompt_jax import launch  # first: the command line quiets TensorFlow's start-up
+
+if __name__ == "__main__":
+  launch.quiet_tensorflow()
+
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-
 import dataclasses
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import jax
 import numpy as np
@@ -40,18 +42,16 @@ import tensorflow as tf
 
 from hyperprompt_jax import checkpoints as checkpoints_lib
 from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import errors
 from hyperprompt_jax import evaluation
 from hyperprompt_jax import faults
-from hyperprompt_jax import launch
-from hyperprompt_jax import numerics
 from hyperprompt_jax import partitioning
-from hyperprompt_jax import preemption
 from hyperprompt_jax import preflight
 from hyperprompt_jax import reliability
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import summaries
+from hyperprompt_jax import task_extension
 from hyperprompt_jax import trainer as trainer_lib
-
-RUN_FILENAME = "run.json"
 
 
 @dataclasses.dataclass
@@ -83,8 +83,7 @@ class _Run:
   iterator: Optional[data_lib.DatasetIterator] = None
   evaluator: Optional[evaluation.InferenceEvaluator] = None
   train_eval_ds: Any = None
-  guard: Optional[numerics.NonFiniteGuard] = None
-  watcher: Optional[preemption.PreemptionWatcher] = None
+  guards: Optional[reliability.RunGuards] = None
   save_run_dir: Optional[Callable[[], None]] = None
   train_eval_writer: Any = None
 
@@ -110,62 +109,6 @@ def _resolve_seed(random_seed: Optional[int], saved_seed: Optional[int]) -> int:
   return int(seed)
 
 
-def _configure_tasks(model: Any, model_dir: str, cfgs: List[data_lib.DatasetConfig],
-                     reliability_cfg: reliability.ReliabilityConfig
-                     ) -> Tuple[data_lib.TaskTable, Callable[[], None]]:
-  """Imports task modules, checks each mixture against the model and MODEL_DIR.
-
-  The training mixture's task table and the model config are saved to MODEL_DIR
-  on the first run and must match on every later run (a reordered mixture would
-  remap the tasks) unless `reliability_cfg.allow_config_change`. Feature lengths
-  and splits are checked and truncation is counted (`preflight.py`). Nothing is
-  written here: returns the table and the function that saves the table, the
-  config and the truncation counts once the run starts.
-  """
-  for cfg in cfgs:
-    data_lib.import_modules(cfg.module)
-  tables = [data_lib.task_table(cfg.mixture_or_task_name) for cfg in cfgs]
-  for cfg, table in zip(cfgs, tables):
-    data_lib.check_model_and_tasks(cfg, model, table)
-    preflight.check_feature_lengths(
-        cfg.mixture_or_task_name, cfg.task_feature_lengths,
-        data_lib.get_mixture_or_task(cfg.mixture_or_task_name).output_features, bool(table))
-  truncation: Dict[str, Any] = {}
-  for i, cfg in enumerate(cfgs):  # empty splits are refused; truncation is counted
-    counts = preflight.scan_splits(cfg, training=i == 0,
-                                   max_examples=reliability_cfg.truncation_check_examples)
-    if counts:
-      truncation.setdefault(cfg.split, counts)
-  save_run_dir = preflight.check_run_dir(
-      model_dir, model_config=getattr(getattr(model, "module", None), "config", None),
-      task_table=tables[0], mixture_or_task_name=cfgs[0].mixture_or_task_name,
-      allow_change=reliability_cfg.allow_config_change)
-  if tables[0] and not reliability_cfg.allow_config_change:
-    for cfg, table in zip(cfgs[1:], tables[1:]):
-      if table:
-        data_lib.save_or_check_task_table(model_dir, table, cfg.mixture_or_task_name,
-                                          save=False)
-
-  def commit() -> None:
-    if jax.process_index() == 0:
-      save_run_dir()
-      _report_truncation(model_dir, truncation)
-
-  return tables[0], commit
-
-
-def _report_truncation(model_dir: str, reports: Dict[str, Any]) -> None:
-  """Prints a line per truncated task and feature; writes MODEL_DIR/truncation.json."""
-  if not reports:
-    return
-  lines = [line for split, r in reports.items() for line in preflight.truncation_lines(r, split)]
-  for line in lines:
-    print(line, flush=True)
-  path = preflight.write_truncation_report(model_dir, reports)
-  if lines:
-    print(f"Truncation counts per task: {path}", flush=True)
-
-
 def _kept_checkpoint(run: "_Run") -> str:
   latest = run.checkpoints.latest_step()
   if latest is None:
@@ -173,20 +116,13 @@ def _kept_checkpoint(run: "_Run") -> str:
   return f"; MODEL_DIR keeps {run.checkpoints.step_dir(latest)} (the latest complete checkpoint)"
 
 
-def _stop_background(run: "_Run") -> None:
-  """Before an early exit: let checkpoint writes finish, restore the SIGTERM handler."""
-  run.checkpoints.wait_until_finished()
-  if run.watcher is not None:
-    run.watcher.stop()
-
-
 def _check_steps(total_steps: int, eval_period: Optional[int], log_period: int) -> None:
   if total_steps < 0:
-    raise ValueError(f"TRAIN_STEPS must be >= 0, got {total_steps}.")
+    raise errors.ConfigError(f"TRAIN_STEPS must be >= 0, got {total_steps}.")
   if eval_period is not None and eval_period < 1:
-    raise ValueError(f"EVAL_PERIOD must be >= 1 or None, got {eval_period}.")
+    raise errors.ConfigError(f"EVAL_PERIOD must be >= 1 or None, got {eval_period}.")
   if log_period < 1:
-    raise ValueError(f"log_period must be >= 1, got {log_period}.")
+    raise errors.ConfigError(f"log_period must be >= 1, got {log_period}.")
 
 
 def _build_iterator(run: _Run, feature_converter_cls) -> data_lib.DatasetIterator:
@@ -216,7 +152,6 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), run.trainer.abstract_state.params)
     init_fn = jax.jit(run.trainer.init_params)
     if extend_tasks:
-      from hyperprompt_jax import task_extension  # pylint: disable=g-import-not-at-top
       params = task_extension.restore_extending_tasks(
           initial_checkpoint_path, abstract_params, params_axes=run.trainer.params_axes,
           rng=rng, init_fn=init_fn, task_table=run.task_table)
@@ -227,7 +162,7 @@ def _restore_or_initialize(run: _Run, initial_checkpoint_path: Optional[str],
     print(f"Initialised from {initial_checkpoint_path} (step {step}).", flush=True)
     return run.trainer.state_from_params(params, rng, step=step)
   if extend_tasks:
-    raise ValueError("extend_tasks=True needs INITIAL_CHECKPOINT_PATH (the trained model).")
+    raise errors.ConfigError("extend_tasks=True needs INITIAL_CHECKPOINT_PATH (the trained model).")
   return run.trainer.init_state(rng)
 
 
@@ -235,7 +170,7 @@ def _build_evaluators(run: _Run, model: Any, infer_eval_cfg, train_eval_cfg, eva
                       inference_evaluator_cls) -> None:
   if infer_eval_cfg is not None:
     run.evaluator = evaluation.InferenceEvaluator(
-        infer_eval_cfg, model, run.trainer, os.path.join(run.model_dir, "inference_eval"),
+        infer_eval_cfg, model, run.trainer, os.path.join(run.model_dir, run_dir.INFERENCE_EVAL),
         evaluator_cls=inference_evaluator_cls)
   if train_eval_cfg is not None and eval_steps:
     layout = run.partitioner.get_data_layout(train_eval_cfg.batch_size)
@@ -273,7 +208,7 @@ def _summarize_train(metrics_list: List[Mapping[str, Any]]) -> Dict[str, float]:
 
 def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
                ) -> Dict[str, float]:
-  run.guard.check()  # raises at the first non-finite update (skip mode: reports it)
+  run.guards.check()  # raises at the first non-finite update (skip mode: reports it)
   scalars = _summarize_train(metrics_list)
   scalars.update(progress.report(step, scalars))
   run.writer.write_scalars(step, scalars)
@@ -283,7 +218,7 @@ def _log_train(run: _Run, step: int, metrics_list, progress: summaries.Progress
 
 def _save_checkpoint(run: _Run, step: int, state: Any, force: bool = False) -> bool:
   if force or step % run.checkpoints.config.period == 0:
-    run.guard.check(step, state.params)  # a non-finite state is never written
+    run.guards.check(step, state.params)  # a non-finite state is never written
   saved = run.checkpoints.save(step, state, run.iterator, metadata={"seed": run.seed},
                                force=force)
   if saved:
@@ -310,7 +245,7 @@ def _train_eval(run: _Run, step: int, params: Any) -> Optional[Dict[str, float]]
                                max(totals["weight_sum"], 1.0),
              "accuracy": totals["accuracy"] / count}
   if run.train_eval_writer is None:
-    run.train_eval_writer = summaries.create_writer(run.model_dir, "train_eval")
+    run.train_eval_writer = summaries.create_writer(run.model_dir, run_dir.TRAIN_EVAL_SUMMARIES)
   run.train_eval_writer.write_scalars(step, scalars)
   return scalars
 
@@ -366,16 +301,15 @@ def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
   pending: List[Any] = []
   # Nothing to train (e.g. a finished run restarted): nothing to evaluate again either.
   last_eval_step = step if (eval_first or step >= total_steps) else None
-  run.watcher.start()
+  run.guards.start()
   while step < total_steps:
     batch, tokens = _next_batch(run)
     state, metrics = run.trainer.train_step(state, batch)
     step += 1
     faults.pause_point("train_step", step)  # fault-injection tests only
-    run.guard.add(step, metrics)
+    preempted = run.guards.after_step(step, metrics, last=step >= total_steps)
     pending.append(metrics)
     progress.add_tokens(tokens)
-    preempted = step < total_steps and run.watcher.should_stop(step)
     if step % log_period == 0 or step == total_steps:
       train_scalars = _log_train(run, step, pending, progress)
       pending = []
@@ -383,7 +317,7 @@ def _train_loop(run: _Run, state: Any, step: int, total_steps: int,
     _save_checkpoint(run, step, state, force=is_eval_step or step == total_steps or preempted)
     if preempted:  # SIGTERM: the state of this step is saved; stop (exit status 143)
       _finish(run)
-      raise preemption.Preempted(step, run.checkpoints.step_dir(step))
+      raise reliability.Preempted(step, run.checkpoints.step_dir(step))
     if is_eval_step:
       _train_eval(run, step, state.params)
       eval_metrics = _infer_eval(run, step, state.params, chance)
@@ -482,7 +416,7 @@ def train(*,
   _finish(run)
   seconds = time.time() - start_time
   print(f"Done: step {step} in {seconds:.0f}s; {run.model_dir} holds the checkpoints, "
-        f"TensorBoard summaries (train/, inference_eval/) and {summaries.PLOT_FILENAME}.",
+        f"TensorBoard summaries (train/, inference_eval/) and {run_dir.METRICS_PLOT}.",
         flush=True)
   scores = evaluation.task_scores(eval_metrics) if eval_metrics else None
   if require_above_chance is not None:
@@ -497,16 +431,17 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   """Validates the configuration and builds everything the loop needs."""
   _check_steps(total_steps, eval_period, log_period)
   if not model_dir:
-    raise ValueError("MODEL_DIR is empty.")
-  model_dir = checkpoints_lib.absolute_path(model_dir)
+    raise errors.ConfigError("MODEL_DIR is empty.")
+  model_dir = run_dir.absolute_path(model_dir)
+  preflight.check_writable(model_dir)
   tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
-  table, save_run_dir = _configure_tasks(model, model_dir, cfgs, reliability_cfg)
+  table, save_run_dir = preflight.check_run(model, model_dir, cfgs, reliability_cfg)
   partitioner = partitioner or partitioning.Partitioner(num_partitions=1)
   layout = partitioner.get_data_layout(train_cfg.batch_size)
   if train_cfg.task_feature_lengths is None:
-    raise ValueError("train/DatasetConfig.task_feature_lengths (TASK_FEATURE_LENGTHS) is "
-                     "required.")
+    raise errors.ConfigError("train/DatasetConfig.task_feature_lengths (TASK_FEATURE_LENGTHS) is "
+                             "required.")
   trainer = trainer_cls(model, model.optimizer_def, partitioner,
                         trainer_lib.batch_shapes(train_cfg.batch_size,
                                                  train_cfg.task_feature_lengths),
@@ -519,20 +454,18 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   run = _Run(model=model, model_dir=model_dir, partitioner=partitioner, trainer=trainer,
              train_cfg=train_cfg, layout=layout, seed=_resolve_seed(random_seed, saved_seed),
              checkpoints=manager, best=best, history=summaries.MetricsHistory(model_dir),
-             writer=summaries.create_writer(model_dir, "train"), task_table=table)
+             writer=summaries.create_writer(model_dir, run_dir.TRAIN_SUMMARIES), task_table=table)
   run.iterator = _build_iterator(run, model.FEATURE_CONVERTER_CLS)
   run.save_run_dir = save_run_dir
-  run.guard = numerics.NonFiniteGuard(
-      numerics.param_paths(trainer.abstract_params), skip=reliability_cfg.skip_nonfinite_steps,
-      max_consecutive_skips=reliability_cfg.max_consecutive_skips,
-      before_stop=lambda: _stop_background(run), kept=lambda: _kept_checkpoint(run))
-  run.watcher = preemption.PreemptionWatcher(enabled=reliability_cfg.handle_sigterm)
+  run.guards = reliability.RunGuards(reliability_cfg, trainer.abstract_params,
+                                     before_stop=manager.wait_until_finished,
+                                     kept=lambda: _kept_checkpoint(run))
   return run
 
 
 def _finish(run: _Run) -> None:
-  if run.watcher is not None:
-    run.watcher.stop()
+  if run.guards is not None:
+    run.guards.stop()
   run.checkpoints.close()
   run.history.save()
   run.history.plot(title=f"{run.train_cfg.mixture_or_task_name} - {run.model_dir}")

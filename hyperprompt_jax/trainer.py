@@ -30,10 +30,11 @@ import numpy as np
 import optax
 from flax import struct
 
+from hyperprompt_jax import errors
 from hyperprompt_jax import faults
-from hyperprompt_jax import numerics
 from hyperprompt_jax import optimizers as optimizers_lib
 from hyperprompt_jax import partitioning as partitioning_lib
+from hyperprompt_jax import reliability
 
 Batch = Mapping[str, jax.Array]
 
@@ -92,8 +93,8 @@ class Trainer:
 
     variables = jax.eval_shape(self._init_variables, jax.random.PRNGKey(0))
     if "params_axes" not in variables:
-      raise ValueError("the model's variables have no `params_axes` collection; declare "
-                       "parameters with flax.linen.partitioning.param_with_axes.")
+      raise errors.ConfigError("the model's variables have no `params_axes` collection; declare "
+                               "parameters with flax.linen.partitioning.param_with_axes.")
     abstract_params = variables["params"]
     # Paths of frozen parameters (the optimizer's labels): the train step
     # differentiates only the others.
@@ -158,8 +159,8 @@ class Trainer:
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Which parameters are non-finite; skip mode keeps the old state on a bad update.
-    squares = numerics.grad_squares(grads)
-    new_state, report = numerics.guard_update(
+    squares = reliability.grad_squares(grads)
+    new_state, report = reliability.guard_update(
         loss, squares, state, state.replace(step=state.step + 1, params=params,
                                             opt_state=opt_state),
         skip=self.skip_nonfinite_steps)
@@ -227,8 +228,8 @@ class Trainer:
 
   def train_step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Dict[str, Any]]:
     if not self.can_train:
-      raise ValueError("the model has no optimizer_def: bind "
-                       "models.EncoderDecoderModel.optimizer_def (OPTIMIZER) in gin.")
+      raise errors.ConfigError("the model has no optimizer_def: bind "
+                               "models.EncoderDecoderModel.optimizer_def (OPTIMIZER) in gin.")
     return self._train_jit(state, batch)
 
   def eval_step(self, params: Any, batch: Batch) -> Dict[str, Any]:

@@ -22,7 +22,7 @@ inputs (see `hyperprompt_jax.task_ids`).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import seqio
 import tensorflow as tf
@@ -170,13 +170,19 @@ def record(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 def add_task_sentinel(dataset: tf.data.Dataset,
                       output_features: Mapping[str, seqio.Feature], *,
-                      task_index: int, feature: str = "inputs") -> tf.data.Dataset:
+                      task_index: int, feature: str = "inputs",
+                      task_identity: Optional[str] = None) -> tf.data.Dataset:
   """Prepends task `task_index`'s sentinel `<extra_id_k>` to the tokenized `feature`.
+
+  `task_index` and `task_identity` (the task whose index and embedding this one
+  uses) are what the launcher reads back as the task table
+  (`hyperprompt_jax.data.task_binding`); the identity does not change the data.
 
   Runs after tokenization and before `append_eos_after_trim`, so truncation
   never drops it. The vocabulary is read here (dataset build time), and an index
   without a sentinel in the vocabulary is refused.
   """
+  del task_identity
   vocab = output_features[feature].vocabulary
   available = vocabularies.num_sentinels(vocab)
   if task_index >= available:

@@ -141,7 +141,8 @@ def task_binding(name: str) -> TaskBinding:
 
 
 def _seqio_preprocessors(spec: TaskSpec, index: int) -> list:
-  sentinel = functools.partial(hp_preprocessors.add_task_sentinel, task_index=index)
+  sentinel = functools.partial(hp_preprocessors.add_task_sentinel, task_index=index,
+                               task_identity=spec.identity)
   if spec.foreign:
     steps = list(spec.preprocessors)
     at = next(i for i, p in enumerate(steps) if _is_tokenize_step(p)) + 1

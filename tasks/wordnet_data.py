@@ -31,6 +31,8 @@ import subprocess
 import warnings
 from typing import Optional, Tuple
 
+from hyperprompt_jax import errors
+
 WORDNET_DIR_ENV = "WORDNET_DIR"
 LAYOUT_ENV = "HYPERPROMPT_NLTK_DATA"
 DEBIAN_WORDNET_DIR = "/usr/share/wordnet"
@@ -60,7 +62,7 @@ LEXNAMES = (
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
-class WordNetNotFound(ValueError):
+class WordNetNotFound(errors.ConfigError):
   """WordNet 3.0 is not installed where we look (the message says how to get it)."""
 
 

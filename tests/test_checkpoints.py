@@ -12,7 +12,8 @@ import launcher_testlib as tl
 from hyperprompt_jax import checkpoints
 from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import models
-from hyperprompt_jax import t5x_checkpoints
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import train as train_lib
 from hyperprompt_jax import trainer as trainer_lib
 
@@ -107,11 +108,11 @@ def test_initial_checkpoint_restores_backbone_and_initialises_hyperprompt(tmp_pa
   """INITIAL_CHECKPOINT_PATH: a t5x (Orbax) checkpoint of vanilla T5 -> HyperPrompt model."""
   vanilla = tl.tiny_config(hyperprompt_variant="none", num_encoder_layers=1,
                            num_decoder_layers=1)
-  backbone = t5x_checkpoints.abstract_params(vanilla)
+  backbone = tree_lib.abstract_params(vanilla)
   rng = np.random.RandomState(0)
   values = jax.tree_util.tree_map(lambda x: rng.normal(size=x.shape).astype(np.float32),
                                   backbone)
-  path = t5x_checkpoints.save_orbax_checkpoint(str(tmp_path / "pretrained"), values,
+  path = t5x_lib.save_orbax_checkpoint(str(tmp_path / "pretrained"), values,
                                                step=1000)
   result = _train(tmp_path / "run", 1000, random_seed=0, initial_checkpoint_path=path)
   assert result.step == 1000  # t5x semantics: TRAIN_STEPS counts the pretrained steps
@@ -128,8 +129,8 @@ def test_initial_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path):
   other = tl.tiny_config(hyperprompt_variant="none", num_encoder_layers=1,
                          num_decoder_layers=1, emb_dim=8)
   values = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32),
-                                  t5x_checkpoints.abstract_params(other))
-  path = t5x_checkpoints.save_orbax_checkpoint(str(tmp_path / "other"), values)
+                                  tree_lib.abstract_params(other))
+  path = t5x_lib.save_orbax_checkpoint(str(tmp_path / "other"), values)
   with pytest.raises(ValueError, match="shape mismatch") as info:
     _train(tmp_path / "run", 1, random_seed=0, initial_checkpoint_path=path)
   assert "\n" not in str(info.value)

@@ -10,9 +10,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from hyperprompt_jax import convert  # pylint: disable=g-import-not-at-top
-from hyperprompt_jax import hf
+from hyperprompt_jax.formats import hf
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import params as params_lib
-from hyperprompt_jax import t5x_checkpoints as ckpt_lib
 
 import helpers
 
@@ -37,26 +39,26 @@ def test_hf_to_t5x_writes_a_restorable_orbax_checkpoint_gin_and_config(tmp_path,
   assert sorted(os.listdir(out)) == ["checkpoint_0", "model.gin", "model_config.json"]
 
   hf_config, hf_params = hf.load_hf_checkpoint(hf_dir)
-  config = ckpt_lib.read_config(os.path.join(out, "model_config.json"))
-  assert ckpt_lib.architecture_mismatches(config, hf_config) == []
+  config = tree_lib.read_config(os.path.join(out, "model_config.json"))
+  assert tree_lib.architecture_mismatches(config, hf_config) == []
   # t5x names under `target`, values exactly the HF tensors (transposed).
-  stored = ckpt_lib.load_params(ckpt)
+  stored = restore_lib.load_params(ckpt)
   assert "logits_dense" in stored["decoder"] and "wi_1" in stored["encoder"]["layers_0"]["mlp"]
-  flat_hf = ckpt_lib.flatten(hf_params)
-  for key, value in ckpt_lib.flatten(stored).items():
+  flat_hf = tree_lib.flatten(hf_params)
+  for key, value in tree_lib.flatten(stored).items():
     np.testing.assert_array_equal(value, flat_hf[key], err_msg=key)
 
   # Restoring into a HyperPrompt model keeps the backbone and adds fresh prompts.
   hp_config = config.replace(hyperprompt_variant="share", num_tasks=2,
                              task_sentinel_id=helpers.HF_VOCAB - 1)
-  restored = ckpt_lib.flatten(ckpt_lib.restore_params(ckpt, hp_config))
+  restored = tree_lib.flatten(restore_lib.restore_params(ckpt, hp_config))
   assert any(k.startswith("hyperprompt/") for k in restored)
   for key, value in flat_hf.items():
     np.testing.assert_array_equal(restored[key], value, err_msg=key)
 
   # The gin file gives the same architecture through our gin files.
   gin_config = params_lib.config_from_gin([os.path.join(out, "model.gin")])
-  assert ckpt_lib.architecture_mismatches(gin_config, config) == []
+  assert tree_lib.architecture_mismatches(gin_config, config) == []
   assert f"INITIAL_CHECKPOINT_PATH=\"'{ckpt}'\"" in open(os.path.join(out, "model.gin")).read()
 
 
@@ -66,10 +68,10 @@ def test_t5x_to_hf_exports_what_transformers_loads(tmp_path, capsys):
   config, _ = hf.load_hf_checkpoint(str(tmp_path / "hf"))
   hp_config = config.replace(hyperprompt_variant="share", num_tasks=2,
                              task_sentinel_id=helpers.HF_VOCAB - 1)
-  params = ckpt_lib.restore_params(str(tmp_path / "hf"), hp_config)
+  params = restore_lib.restore_params(str(tmp_path / "hf"), hp_config)
   model_dir = str(tmp_path / "model")
-  ckpt = ckpt_lib.save_orbax_checkpoint(model_dir, params, step=7)
-  ckpt_lib.write_config(os.path.join(model_dir, ckpt_lib.CONFIG_FILENAME), hp_config)
+  ckpt = t5x_lib.save_orbax_checkpoint(model_dir, params, step=7)
+  tree_lib.write_config(os.path.join(model_dir, tree_lib.CONFIG_FILENAME), hp_config)
 
   out = str(tmp_path / "export")
   assert convert.main(["--from", "t5x", "--to", "hf", "--input", ckpt, "--output", out]) == 0
@@ -81,13 +83,13 @@ def test_legacy_t5x_without_config_infers_the_architecture(tmp_path, capsys):
   original = helpers.hf_t5(str(tmp_path / "hf"), "t5_1_0", seed=6,
                            relative_attention_max_distance=128)
   _, params = hf.load_hf_checkpoint(str(tmp_path / "hf"))
-  legacy = ckpt_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params)
+  legacy = t5x_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params)
 
   orbax_out = str(tmp_path / "orbax")
   assert convert.main(["--from", "t5x", "--input", legacy, "--output", orbax_out]) == 0
   assert "relative_attention_max_distance=128 (assumed" in capsys.readouterr().out
-  for key, value in ckpt_lib.flatten(ckpt_lib.load_params(orbax_out)).items():
-    np.testing.assert_array_equal(value, ckpt_lib.flatten(params)[key], err_msg=key)
+  for key, value in tree_lib.flatten(restore_lib.load_params(orbax_out)).items():
+    np.testing.assert_array_equal(value, tree_lib.flatten(params)[key], err_msg=key)
 
   hf_out = str(tmp_path / "hf_out")
   assert convert.main(["--from", "t5x", "--to", "hf", "--input", legacy, "--output", hf_out]) == 0

@@ -1,12 +1,12 @@
 """Determinism: the same seed on the same mesh gives bit-identical losses for 20 steps.
 
-(What changes across mesh shapes is measured by `python -m hyperprompt_jax.determinism`;
+(What changes across mesh shapes is measured by `python -m bench.determinism`;
 see README, Reliability.)
 """
 import numpy as np
 
 import reliability_testlib as rl
-from hyperprompt_jax import determinism
+from bench import determinism
 
 rl.enable_compilation_cache()
 

@@ -10,6 +10,9 @@ import pytest
 
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import export
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import network
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "conditioning"))
@@ -159,19 +162,18 @@ def test_export_rejects_what_it_cannot_export():
 
 def test_command_line_exports_a_checkpoint(tmp_path, capsys):
   from hyperprompt_jax import params as params_lib
-  from hyperprompt_jax import t5x_checkpoints
   cfg = _config("sep", "both")
   module, params = lib.random_model(cfg)
   model_dir = str(tmp_path / "model")
-  t5x_checkpoints.save_orbax_checkpoint(model_dir, params, step=7)
-  t5x_checkpoints.write_config(os.path.join(model_dir, t5x_checkpoints.CONFIG_FILENAME), cfg)
+  t5x_lib.save_orbax_checkpoint(model_dir, params, step=7)
+  tree_lib.write_config(os.path.join(model_dir, tree_lib.CONFIG_FILENAME), cfg)
   out = tmp_path / "exported"
   assert export.main([f"--checkpoint={model_dir}", f"--output_dir={out}"]) == 0
   assert "hyperprompt parameters dropped" in capsys.readouterr().out
-  new_cfg = t5x_checkpoints.read_config(str(out / t5x_checkpoints.CONFIG_FILENAME))
-  assert t5x_checkpoints.config_to_dict(new_cfg) == t5x_checkpoints.config_to_dict(
+  new_cfg = tree_lib.read_config(str(out / tree_lib.CONFIG_FILENAME))
+  assert tree_lib.config_to_dict(new_cfg) == tree_lib.config_to_dict(
       export.exported_config(cfg))
-  new_params = t5x_checkpoints.load_params(str(out))
+  new_params = restore_lib.load_params(str(out))
   batch = helpers.mixed_batch()
   np.testing.assert_allclose(
       lib.forward_fn(network.Transformer(config=new_cfg))(new_params, batch),

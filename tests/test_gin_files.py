@@ -77,7 +77,7 @@ def test_optimizer_files(name):
   assert isinstance(opt, optimizers.OptimizerDef)
   assert float(opt.learning_rate_fn(0)) >= 0.0
   if "conditioning_only" in name:
-    assert opt.trainable_patterns == optimizers.TRAINABLE_PRESETS["conditioning"]
+    assert opt.trainable_patterns == optimizers.resolve_trainable("conditioning")
 
 
 @pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("partitioning/")])
@@ -216,9 +216,9 @@ def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
   # Freezing: one traversal (conditioning regexes) paired with t5x's Adafactor.
   (traversal, adafactor), = made["multi"]
   rules = adafactor.logical_factor_rules
-  assert all(axis in rules for axis in partitioning.FACTOR_RULES)
+  assert all(axis in rules for axis in partitioning.factor_rules())
   assert rules["task_embed"].name == "BATCH" and rules["vocab"].name == "COLUMN"
-  assert out["config"] == list(partitioning.CONDITIONING_AXIS_RULES)
+  assert out["config"] == partitioning.conditioning_axis_rules()
   selected = traversal.iterate({"hyperprompt": {"task_embedding": 1},
                                 "encoder": {"layers_0": {"mlp": {"wo": {"kernel": 2}}}}})
   assert list(selected) == [1]  # only the conditioning parameters are trained

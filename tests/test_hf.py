@@ -10,10 +10,11 @@ transformers = pytest.importorskip("transformers")
 
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-from hyperprompt_jax import hf
+from hyperprompt_jax.formats import hf
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import models
 from hyperprompt_jax import network
-from hyperprompt_jax import t5x_checkpoints as ckpt_lib
 
 import helpers
 
@@ -114,15 +115,15 @@ def test_export_drops_task_conditioning_and_bfloat16_round_trips(tmp_path):
   tensors = hf.read_safetensors(str(tmp_path / "bf16" / "model.safetensors"))
   assert tensors["shared.weight"].dtype.name == "bfloat16"
   back_config, back = hf.load_hf_checkpoint(str(tmp_path / "bf16"))
-  assert not ckpt_lib.architecture_mismatches(back_config, config)
-  flat = ckpt_lib.flatten(variables["params"])
-  for key, value in ckpt_lib.flatten(back).items():
+  assert not tree_lib.architecture_mismatches(back_config, config)
+  flat = tree_lib.flatten(variables["params"])
+  for key, value in tree_lib.flatten(back).items():
     expected = np.asarray(flat[key]).astype(jnp.bfloat16).astype(np.float32)
     np.testing.assert_array_equal(value, expected, err_msg=key)
 
 
 def _error(fn, *args):
-  with pytest.raises(ckpt_lib.CheckpointError) as info:
+  with pytest.raises(tree_lib.CheckpointError) as info:
     fn(*args)
   return str(info.value)
 
@@ -193,12 +194,12 @@ def test_restore_params_initialises_hyperprompt_from_an_hf_folder(tmp_path):
   config = hf_config.replace(hyperprompt_variant="share", num_tasks=2,
                              task_sentinel_id=helpers.HF_VOCAB - 1, prompt_length=2,
                              prompt_bottleneck_dim=4)
-  params = ckpt_lib.restore_params(str(tmp_path), config)
-  flat, want = ckpt_lib.flatten(params), ckpt_lib.flatten(hf_params)
+  params = restore_lib.restore_params(str(tmp_path), config)
+  flat, want = tree_lib.flatten(params), tree_lib.flatten(hf_params)
   assert any(k.startswith("hyperprompt/") for k in flat)
   for key, value in want.items():
     np.testing.assert_array_equal(flat[key], value, err_msg=key)
   # A config whose activation differs (same shapes) is refused, naming the field.
   silu = config.replace(mlp_activations=("silu", "linear"))
-  msg = _error(lambda: ckpt_lib.restore_params(str(tmp_path), silu))
+  msg = _error(lambda: restore_lib.restore_params(str(tmp_path), silu))
   assert "mlp_activations" in msg

@@ -107,7 +107,7 @@ def test_every_parameter_has_logical_axes(variant):
   for name, names in axes.items():
     assert len(names) == params[name].ndim, name
     assert set(names) <= known, (name, names)
-    assert set(names) <= set(partitioning.FACTOR_RULES), (name, names)
+    assert set(names) <= set(partitioning.factor_rules()), (name, names)
 
 
 @pytest.mark.parametrize("variant", VARIANTS[1:])

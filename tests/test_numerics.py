@@ -8,7 +8,7 @@ import pytest
 
 import reliability_testlib as rl
 from hyperprompt_jax import faults
-from hyperprompt_jax import numerics
+from hyperprompt_jax import reliability
 from hyperprompt_jax import train as train_lib
 
 rl.enable_compilation_cache()
@@ -87,20 +87,20 @@ def test_skip_mode_drops_only_the_bad_update(capsys, monkeypatch, tmp_path):
 
 
 def _report(loss=False, grads=(), n=3, value=2.5):
-  return {numerics.LOSS_KEY: np.array(loss),
-          numerics.GRADS_KEY: np.array([i in grads for i in range(n)]),
-          numerics.LOSS_VALUE_KEY: np.float32(np.nan if loss else value)}
+  return {reliability.LOSS_KEY: np.array(loss),
+          reliability.GRADS_KEY: np.array([i in grads for i in range(n)]),
+          reliability.LOSS_VALUE_KEY: np.float32(np.nan if loss else value)}
 
 
 def test_guard_reports_the_first_bad_step_and_limits_consecutive_skips():
   paths = ["a/kernel", "b/kernel", "c/scale"]
   stopped = []
-  guard = numerics.NonFiniteGuard(paths, before_stop=lambda: stopped.append(True),
+  guard = reliability.NonFiniteGuard(paths, before_stop=lambda: stopped.append(True),
                                   kept=lambda: "; kept checkpoint_4")
   for step, report in ((5, _report()), (6, _report(grads=(1, 2))),
                        (7, _report(loss=True, grads=(0, 1, 2)))):
     guard.add(step, report)
-  with pytest.raises(numerics.NonFiniteError) as e:
+  with pytest.raises(reliability.NonFiniteError) as e:
     guard.check()
   assert str(e.value).startswith(
       "non-finite training at step 6: loss 2.5 (finite); gradients non-finite in 2 of 3 "
@@ -108,22 +108,22 @@ def test_guard_reports_the_first_bad_step_and_limits_consecutive_skips():
       "checkpoint_4.")
   assert stopped == [True]
 
-  skipper = numerics.NonFiniteGuard(paths, skip=True, max_consecutive_skips=2)
+  skipper = reliability.NonFiniteGuard(paths, skip=True, max_consecutive_skips=2)
   for step in (1, 2):
     skipper.add(step, _report(loss=step == 1))
   skipper.check()
   assert skipper.skipped_steps == [1]
   for step in (3, 4):
     skipper.add(step, _report(loss=True))
-  with pytest.raises(numerics.NonFiniteError, match=r"2 consecutive updates were non-finite "
+  with pytest.raises(reliability.NonFiniteError, match=r"2 consecutive updates were non-finite "
                      r"\(steps 3\.\.4\)"):
     skipper.check()
 
 
 def test_guard_checks_the_parameters_before_a_save():
-  guard = numerics.NonFiniteGuard(["a/kernel", "b/scale"], skip=True)
+  guard = reliability.NonFiniteGuard(["a/kernel", "b/scale"], skip=True)
   guard.check(3, {"a": {"kernel": jnp.ones((2, 2))}, "b": {"scale": jnp.ones((2,))}})
-  with pytest.raises(numerics.NonFiniteError, match=r"^non-finite parameters at step 3: 1 of 2 "
+  with pytest.raises(reliability.NonFiniteError, match=r"^non-finite parameters at step 3: 1 of 2 "
                      r"\(first: b/scale\) although the losses and gradients were finite"):
     guard.check(3, {"a": {"kernel": jnp.ones((2, 2))},
                     "b": {"scale": jnp.array([1.0, jnp.inf])}})

@@ -7,11 +7,17 @@ import json
 import os
 import shutil
 
+import gin
 import pytest
 import seqio
 
 import reliability_testlib as rl
+from hyperprompt_jax import errors
+from hyperprompt_jax import gin_utils
+from hyperprompt_jax import launch
+from hyperprompt_jax import network
 from hyperprompt_jax import preflight
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import train as train_lib
 
 rl.enable_compilation_cache()
@@ -83,6 +89,45 @@ def test_bad_input_is_one_error_line_and_nothing_is_overwritten(
     assert text in line, line
 
 
+def test_a_model_dir_under_a_file_is_one_error_line(capsys, tmp_path):
+  (tmp_path / "not_a_dir").write_text("kept\n")
+  line = _refused(capsys, tmp_path / "not_a_dir" / "run")
+  assert f"{tmp_path / 'not_a_dir'} is a file, not a directory" in line, line
+  assert (tmp_path / "not_a_dir").read_text() == "kept\n"
+
+
+def test_a_bug_in_the_network_keeps_its_traceback(capsys, monkeypatch, tmp_path):
+  # A tracing bug (jax's ConcretizationTypeError is a TypeError) is not bad input: it
+  # must not be folded into an `error:` line with exit status 2.
+  def broken_layer_prefix(prefixes, lyr):
+    raise TypeError(f"injected bug in the forward pass (layer {lyr})")
+
+  monkeypatch.setattr(network, "_layer_prefix", broken_layer_prefix)
+  capsys.readouterr()
+  with pytest.raises(TypeError, match="injected bug in the forward pass") as e:
+    train_lib.main(rl.gin_args(tmp_path / "run", steps=1))
+  assert "network.py" in {entry.path.name for entry in e.traceback}  # raised in the forward pass
+  assert not [l for l in rl.error_lines(capsys.readouterr().err) if l.startswith("error:")]
+
+
+def test_only_refusals_and_gin_errors_become_configuration_errors():
+  @gin.configurable("preflight_test_fn")
+  def needs_x(x=gin.REQUIRED):
+    return x
+
+  with pytest.raises(launch.ConfigurationError, match="Required bindings for `preflight_test_fn`"):
+    with launch.configuration_errors():  # raised by gin when the configurable is called
+      needs_x()
+  with pytest.raises(launch.ConfigurationError, match="^bad value$"):
+    with launch.configuration_errors():
+      raise errors.ConfigError("bad value\n")
+  for bug in (ValueError("a bug"), RuntimeError("a bug"), KeyError("a bug"), OSError("a bug")):
+    with pytest.raises(type(bug)) as e:
+      with launch.configuration_errors():
+        raise bug
+    assert not isinstance(e.value, launch.ConfigurationError)
+
+
 def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished_run):
   model_dir = tmp_path / "run"
   shutil.copytree(finished_run, model_dir)
@@ -122,7 +167,7 @@ def test_allow_config_change_keeps_the_replaced_files(capsys, tmp_path, finished
 
 
 def test_truncation_is_counted_per_task_and_written_to_model_dir(finished_run):
-  with open(finished_run / preflight.TRUNCATION_FILENAME) as f:
+  with open(finished_run / run_dir.TRUNCATION) as f:
     report = json.load(f)["splits"]["train"]
   tasks = [t.name for t in seqio.get_subtasks(
       seqio.get_mixture_or_task("hyperprompt_offline_v1"))]
@@ -149,3 +194,25 @@ def test_scan_splits_counts_only_examples_longer_than_the_lengths():
   assert cut["offline_count_a_v1"]["targets"]["truncated"] == 25
   lines = preflight.truncation_lines(cut, "train")
   assert len(lines) == 2 and "25 of the first 25 'train' examples (100.0%)" in lines[0]
+
+
+def test_gin_files_refused_by_gin_are_configuration_errors_but_import_bugs_are_not(
+    tmp_path, monkeypatch):
+  """A gin file naming a missing module is bad input; a module that fails while it is
+  imported (here: divides by zero at import) is a bug and keeps its own exception."""
+  monkeypatch.syspath_prepend(str(tmp_path))
+  (tmp_path / "preflight_buggy_module.py").write_text("VALUE = 1 / 0\n")
+  cases = {"import preflight_no_such_module\n": "No module named 'preflight_no_such_module'",
+           "preflight_unknown_fn.x = 1\n": "No configurable matching 'preflight_unknown_fn'",
+           "X = (1\n": "EOF in multi-line statement"}
+  for i, (text, message) in enumerate(cases.items()):
+    path = tmp_path / f"bad_{i}.gin"
+    path.write_text(text)
+    with gin.unlock_config(), pytest.raises(errors.ConfigError, match=message):
+      gin_utils.parse_gin([str(path)], finalize=False)
+  path = tmp_path / "buggy.gin"
+  path.write_text("import preflight_buggy_module\n")
+  with gin.unlock_config(), pytest.raises(ZeroDivisionError) as e:
+    gin_utils.parse_gin([str(path)], finalize=False)
+  assert not isinstance(e.value, errors.ConfigError)
+  gin.clear_config()

@@ -10,7 +10,9 @@ from etils import epath
 from flax import serialization
 
 from hyperprompt_jax import network
-from hyperprompt_jax import t5x_checkpoints as ckpt_lib
+from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 
 import helpers
 
@@ -24,7 +26,7 @@ def _params(config, seed=0):
 
 
 def _assert_trees_equal(actual, expected):
-  a, e = ckpt_lib.flatten(actual), ckpt_lib.flatten(expected)
+  a, e = tree_lib.flatten(actual), tree_lib.flatten(expected)
   assert set(a) == set(e)
   for key in e:
     assert np.asarray(a[key]).dtype == np.asarray(e[key]).dtype, key
@@ -32,7 +34,7 @@ def _assert_trees_equal(actual, expected):
 
 
 def _error(fn, *args, **kwargs):
-  with pytest.raises(ckpt_lib.CheckpointError) as info:
+  with pytest.raises(tree_lib.CheckpointError) as info:
     fn(*args, **kwargs)
   return str(info.value)
 
@@ -41,16 +43,16 @@ def test_orbax_layout_round_trip_and_t5x_style_restore(tmp_path):
   config = _vanilla()
   p1, p3 = _params(config, 1), _params(config, 3)
   model_dir = str(tmp_path / "model")
-  ckpt_lib.save_orbax_checkpoint(model_dir, p1, step=1)
-  path3 = ckpt_lib.save_orbax_checkpoint(model_dir, p3, step=3)
+  t5x_lib.save_orbax_checkpoint(model_dir, p1, step=1)
+  path3 = t5x_lib.save_orbax_checkpoint(model_dir, p3, step=3)
   assert path3 == os.path.join(model_dir, "checkpoint_3")
   assert os.path.isfile(os.path.join(path3, "state", "_METADATA"))
   assert not os.path.exists(os.path.join(path3, "checkpoint"))
 
-  _assert_trees_equal(ckpt_lib.load_params(path3), p3)
-  _assert_trees_equal(ckpt_lib.load_params(model_dir), p3)  # latest step
-  _assert_trees_equal(ckpt_lib.load_params(os.path.join(model_dir, "checkpoint_1", "state")), p1)
-  assert ckpt_lib.open_checkpoint(path3).kind == "orbax"
+  _assert_trees_equal(restore_lib.load_params(path3), p3)
+  _assert_trees_equal(restore_lib.load_params(model_dir), p3)  # latest step
+  _assert_trees_equal(restore_lib.load_params(os.path.join(model_dir, "checkpoint_1", "state")), p1)
+  assert restore_lib.open_checkpoint(path3).kind == "orbax"
 
   # Restore the way t5x's OrbaxCheckpointManagerInterface does: a CheckpointManager
   # with step prefix 'checkpoint' and a PyTreeCheckpointHandler(use_ocdbt=True) item 'state'.
@@ -68,7 +70,7 @@ def test_orbax_layout_round_trip_and_t5x_style_restore(tmp_path):
 def test_legacy_layout_round_trip(tmp_path):
   config = _vanilla()
   params = _params(config, 2)
-  path = ckpt_lib.save_legacy_checkpoint(str(tmp_path), params, step=2, max_chunk_elements=64)
+  path = t5x_lib.save_legacy_checkpoint(str(tmp_path), params, step=2, max_chunk_elements=64)
   assert path == str(tmp_path / "checkpoint_2")
   contents = serialization.msgpack_restore((tmp_path / "checkpoint_2" / "checkpoint").read_bytes())
   assert contents["version"] == 3 and int(contents["optimizer"]["state"]["step"]) == 2
@@ -82,9 +84,9 @@ def test_legacy_layout_round_trip(tmp_path):
   # Small leaves are stored inline, as t5x does for unpartitioned ones.
   np.testing.assert_array_equal(target["encoder"]["encoder_norm"]["scale"],
                                 params["encoder"]["encoder_norm"]["scale"])
-  assert ckpt_lib.open_checkpoint(path).kind == "legacy"
-  _assert_trees_equal(ckpt_lib.load_params(path), params)
-  _assert_trees_equal(ckpt_lib.load_params(str(tmp_path)), params)
+  assert restore_lib.open_checkpoint(path).kind == "legacy"
+  _assert_trees_equal(restore_lib.load_params(path), params)
+  _assert_trees_equal(restore_lib.load_params(str(tmp_path)), params)
 
   # Spec variants found in published t5x checkpoints: 'gfile' kvstore (prompt-tuning's
   # test_t5_1_1_tiny) and a gcs spec with the relative path at top level.
@@ -100,17 +102,18 @@ def test_legacy_layout_round_trip(tmp_path):
       return x
     changed = dict(contents, optimizer=dict(contents["optimizer"], target=rewrite(target)))
     (tmp_path / "checkpoint_2" / "checkpoint").write_bytes(serialization.msgpack_serialize(changed))
-    _assert_trees_equal(ckpt_lib.load_params(path), params)
+    _assert_trees_equal(restore_lib.load_params(path), params)
 
 
 def test_restore_initialises_only_the_conditioning_params_fresh(tmp_path):
   backbone = _params(_vanilla(), 4)
-  path = ckpt_lib.save_orbax_checkpoint(str(tmp_path), backbone)
+  path = t5x_lib.save_orbax_checkpoint(str(tmp_path), backbone)
   config = helpers.tiny_config(hyperprompt_variant="share")
   rng = jax.random.PRNGKey(7)
-  restored = ckpt_lib.restore_params(path, config, rng=rng)
-  full_init = ckpt_lib.flatten(ckpt_lib._init_params(config, rng))  # pylint: disable=protected-access
-  flat, ckpt = ckpt_lib.flatten(restored), ckpt_lib.flatten(backbone)
+  restored = restore_lib.restore_params(path, config, rng=rng)
+  full_init = tree_lib.flatten(
+      tree_lib._init_params(config, rng))  # pylint: disable=protected-access
+  flat, ckpt = tree_lib.flatten(restored), tree_lib.flatten(backbone)
   fresh = sorted(k for k in flat if k not in ckpt)
   assert fresh and all(k.startswith("hyperprompt/") for k in fresh)
   for key in flat:
@@ -122,10 +125,10 @@ def test_restore_initialises_only_the_conditioning_params_fresh(tmp_path):
 
   # A concrete template supplies the fresh values itself (variables dict accepted too).
   template = {"params": jax.tree_util.tree_map(lambda x: x + 1.0, restored)}
-  out = ckpt_lib.restore_params(path, template)
+  out = restore_lib.restore_params(path, template)
   assert set(out) == {"params"}
-  for key, value in ckpt_lib.flatten(out["params"]).items():
-    want = ckpt[key] if key in ckpt else ckpt_lib.flatten(template["params"])[key]
+  for key, value in tree_lib.flatten(out["params"]).items():
+    want = ckpt[key] if key in ckpt else tree_lib.flatten(template["params"])[key]
     np.testing.assert_array_equal(value, np.asarray(want), err_msg=key)
 
   # The restored tree runs in the network.
@@ -134,68 +137,68 @@ def test_restore_initialises_only_the_conditioning_params_fresh(tmp_path):
   assert np.isfinite(np.asarray(logits)).all()
 
   # Without the fallback the same restore is an error naming a HyperPrompt parameter.
-  msg = _error(ckpt_lib.restore_params, path, config, fallback_to_scratch=())
+  msg = _error(restore_lib.restore_params, path, config, fallback_to_scratch=())
   assert "in the model but not the checkpoint" in msg and fresh[0] in msg
 
 
 def test_restore_errors_name_the_parameter_and_both_shapes(tmp_path):
   config = _vanilla()
   params = _params(config)
-  path = ckpt_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params)
+  path = t5x_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params)
 
-  msg = _error(ckpt_lib.restore_params, path, _vanilla(mlp_dim=40))
+  msg = _error(restore_lib.restore_params, path, _vanilla(mlp_dim=40))
   assert "encoder/layers_0/mlp/wi_0/kernel (16, 32) vs (16, 40)" in msg
 
-  msg = _error(ckpt_lib.restore_params, path, _vanilla(logits_via_embedding=True))
+  msg = _error(restore_lib.restore_params, path, _vanilla(logits_via_embedding=True))
   assert "in the checkpoint but not the model" in msg and "decoder/logits_dense/kernel" in msg
 
-  msg = _error(ckpt_lib.restore_params, path, _vanilla(mlp_activations=("relu",)))
+  msg = _error(restore_lib.restore_params, path, _vanilla(mlp_activations=("relu",)))
   assert "encoder/layers_0/mlp/wi/kernel" in msg and "encoder/layers_0/mlp/wi_0/kernel" in msg
 
   # A T5Config saved next to the checkpoint catches what shapes cannot.
-  ckpt_lib.write_config(str(tmp_path / "legacy" / ckpt_lib.CONFIG_FILENAME), config)
-  msg = _error(ckpt_lib.restore_params, path, _vanilla(layer_norm_epsilon=1e-5))
+  tree_lib.write_config(str(tmp_path / "legacy" / tree_lib.CONFIG_FILENAME), config)
+  msg = _error(restore_lib.restore_params, path, _vanilla(layer_norm_epsilon=1e-5))
   assert "layer_norm_epsilon: 1e-06 vs 1e-05" in msg
-  _assert_trees_equal(ckpt_lib.restore_params(path, config), params)
+  _assert_trees_equal(restore_lib.restore_params(path, config), params)
 
 
 def test_missing_truncated_and_corrupt_checkpoints(tmp_path):
   config = _vanilla()
   params = _params(config)
-  assert "does not exist" in _error(ckpt_lib.load_params, str(tmp_path / "nope"))
+  assert "does not exist" in _error(restore_lib.load_params, str(tmp_path / "nope"))
   (tmp_path / "empty").mkdir()
-  assert "is not a checkpoint" in _error(ckpt_lib.load_params, str(tmp_path / "empty"))
+  assert "is not a checkpoint" in _error(restore_lib.load_params, str(tmp_path / "empty"))
 
-  legacy = ckpt_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params,
+  legacy = t5x_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params,
                                            max_chunk_elements=64)
   msgpack_file = os.path.join(legacy, "checkpoint")
   raw = open(msgpack_file, "rb").read()
   with open(msgpack_file, "wb") as f:
     f.write(raw[:len(raw) // 2])
-  assert "not a readable t5x msgpack" in _error(ckpt_lib.load_params, legacy)
+  assert "not a readable t5x msgpack" in _error(restore_lib.load_params, legacy)
   with open(msgpack_file, "wb") as f:
     f.write(np.random.RandomState(0).bytes(200))
-  assert "checkpoint" in _error(ckpt_lib.load_params, legacy)
+  assert "checkpoint" in _error(restore_lib.load_params, legacy)
   with open(msgpack_file, "wb") as f:
     f.write(raw)
   folder = os.path.join(legacy, "target.decoder.layers_1.mlp.wo.kernel")
   os.remove(os.path.join(folder, sorted(os.listdir(folder))[-1]))
-  msg = _error(ckpt_lib.load_params, legacy)
+  msg = _error(restore_lib.load_params, legacy)
   assert "decoder/layers_1/mlp/wo/kernel" in msg and "missing" in msg
 
   # Orbax: a truncated tree metadata file, and an OCDBT store without its manifest.
   # (Truncated data files also give a CheckpointError, but orbax then leaves reads in
   # flight that later complain about its closed event loop, so they are not tested here.)
-  orbax_path = ckpt_lib.save_orbax_checkpoint(str(tmp_path / "orbax"), params)
+  orbax_path = t5x_lib.save_orbax_checkpoint(str(tmp_path / "orbax"), params)
   metadata = os.path.join(orbax_path, "state", "_METADATA")
   raw = open(metadata, "rb").read()
   with open(metadata, "wb") as f:
     f.write(raw[:len(raw) // 2])
-  msg = _error(ckpt_lib.load_params, orbax_path)
+  msg = _error(restore_lib.load_params, orbax_path)
   assert "cannot read the Orbax checkpoint metadata" in msg and orbax_path in msg
-  orbax_path = ckpt_lib.save_orbax_checkpoint(str(tmp_path / "orbax2"), params)
+  orbax_path = t5x_lib.save_orbax_checkpoint(str(tmp_path / "orbax2"), params)
   os.remove(os.path.join(orbax_path, "state", "manifest.ocdbt"))
-  assert "no manifest.ocdbt" in _error(ckpt_lib.load_params, orbax_path)
+  assert "no manifest.ocdbt" in _error(restore_lib.load_params, orbax_path)
 
 
 def test_infer_config_from_shapes(tmp_path):
@@ -203,9 +206,9 @@ def test_infer_config_from_shapes(tmp_path):
                                  num_decoder_layers=3, relative_attention_num_buckets=8)):
     config = _vanilla(**overrides)
     shapes = {k: tuple(v.shape) for k, v in
-              ckpt_lib.flatten(ckpt_lib.abstract_params(config)).items()}
-    inferred, notes = ckpt_lib.infer_config(shapes)
-    assert ckpt_lib.architecture_mismatches(inferred, config) == []
+              tree_lib.flatten(tree_lib.abstract_params(config)).items()}
+    inferred, notes = tree_lib.infer_config(shapes)
+    assert tree_lib.architecture_mismatches(inferred, config) == []
     assert any("relative_attention_max_distance" in n for n in notes)
-  msg = _error(ckpt_lib.infer_config, {"encoder/relpos_bias/rel_embedding": (2, 32)})
+  msg = _error(tree_lib.infer_config, {"encoder/relpos_bias/rel_embedding": (2, 32)})
   assert "token_embedder/embedding" in msg

@@ -227,7 +227,7 @@ def t5x_factor_rules():
   adafactor = _t5x()[0]
   rules = dict(adafactor.standard_logical_factor_rules())
   rules.update({k: adafactor.factor_name_to_factordim(v)
-                for k, v in hp_partitioning.FACTOR_RULES.items()})
+                for k, v in hp_partitioning.factor_rules().items()})
   return rules
 
 
@@ -309,7 +309,7 @@ def test_stock_t5x_encoder_decoder_model(name):
 def test_t5x_partitioner_and_adafactor_accept_our_axes():
   _, decoding, _, partitioning, train_state = _t5x()
   rules = partitioning.standard_logical_axis_rules(
-      additional_rules=hp_partitioning.CONDITIONING_AXIS_RULES)
+      additional_rules=hp_partitioning.conditioning_axis_rules())
   partitioner = partitioning.PjitPartitioner(num_partitions=2, logical_axis_rules=rules)
   shapes = {"encoder_input_tokens": (4, 9), "decoder_input_tokens": (4, 6)}
   for name, fields in T5X_CONFIGS.items():
@@ -339,7 +339,7 @@ def test_t5x_pjit_train_step_on_a_model_parallel_mesh():
   model = _t5x_model(cfg, decoding.beam_search, t5x_factor_rules())
   batch = helpers.mixed_batch(task_of_row=(0, 1, 2, 1))
   rules = partitioning.standard_logical_axis_rules(
-      additional_rules=hp_partitioning.CONDITIONING_AXIS_RULES)
+      additional_rules=hp_partitioning.conditioning_axis_rules())
   partitioner = partitioning.PjitPartitioner(num_partitions=2, logical_axis_rules=rules)
   initializer = t5x_utils.TrainStateInitializer(
       model.optimizer_def, model.get_initial_variables,

@@ -1,4 +1,4 @@
-"""Adding a task to a trained HyperPrompt-Global model (task_extension.py, issue 6 part 5).
+"""Adding a task to a trained HyperPrompt-Global model (task_extension.py).
 
 A tiny 6-task model's checkpoint (with the task table of `hyperprompt_offline_v1`) is
 restored by the launcher into a 7-task model with `train(extend_tasks=True)` and
@@ -17,7 +17,8 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import models
 from hyperprompt_jax import network
 from hyperprompt_jax import optimizers
-from hyperprompt_jax import t5x_checkpoints
+from hyperprompt_jax.formats import t5x as t5x_lib
+from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import task_extension
 from hyperprompt_jax import train as train_lib
 
@@ -54,7 +55,7 @@ def _train(model_dir, model, mixture, total_steps, **kwargs):
 
 
 def _flat(params):
-  return {k: np.asarray(v) for k, v in t5x_checkpoints.flatten(jax.device_get(params)).items()}
+  return {k: np.asarray(v) for k, v in tree_lib.flatten(jax.device_get(params)).items()}
 
 
 def _init(model, seed):
@@ -71,7 +72,7 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("task_extension")
   base = _init(_model(6), seed=SEED + 1)  # not what a fresh model (seed SEED) starts with
   base_dir = str(root / "base")
-  ckpt = t5x_checkpoints.save_orbax_checkpoint(base_dir, t5x_checkpoints.unflatten(base), step=2)
+  ckpt = t5x_lib.save_orbax_checkpoint(base_dir, tree_lib.unflatten(base), step=2)
   hyperprompt_tasks.save_task_table(base_dir, data_lib.task_table(offline.OFFLINE_MIXTURE))
   adapted = _train(root / "adapted", _model(7, trainable="task_embeddings", learning_rate=0.5),
                    offline.OFFLINE_NEW_TASK_MIXTURE, 5, initial_checkpoint_path=ckpt,
@@ -130,7 +131,7 @@ def test_task_axes_of_every_conditioning_method():
         jax.random.PRNGKey(0), jnp.ones((1, 4)), jnp.ones((1, 3)), jnp.ones((1, 3)),
         enable_dropout=False))
     axes = task_extension.task_axes(variables["params_axes"])
-    flat = t5x_checkpoints.flatten(variables["params"])
+    flat = tree_lib.flatten(variables["params"])
     assert axes and all(flat[k].shape[a] == 3 for k, a in axes.items())  # num_tasks = 3
     if expected is not None:
       assert set(axes) == expected

@@ -5,10 +5,10 @@ import os
 import pytest
 
 import launcher_testlib as tl
-from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import eval as eval_lib
 from hyperprompt_jax import infer as infer_lib
 from hyperprompt_jax import launch
+from hyperprompt_jax import run_dir
 from hyperprompt_jax import train as train_lib
 
 TINY_MODEL_FLAGS = [
@@ -122,7 +122,7 @@ def test_missing_required_macro_and_unknown_flag(tmp_path, capsys):
 
 def test_reordered_mixture_is_refused_against_the_saved_task_table(tmp_path):
   model_dir = tmp_path / "model"
-  data_lib.save_or_check_task_table(str(model_dir), tuple(reversed(tl.TASKS)), "old_mixture")
+  run_dir.save_task_table(str(model_dir), tuple(reversed(tl.TASKS)), "old_mixture")
   with pytest.raises(launch.ConfigurationError, match="task table"):
     train_lib.train(model=tl.tiny_model(), train_dataset_cfg=tl.dataset_cfg(),
                     model_dir=str(model_dir), total_steps=1, partitioner=tl.partitioner())

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
+
 param_with_axes = nn_partitioning.param_with_axes
 
 BLOCKS = ("attention", "mlp")
@@ -47,8 +49,8 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     return lambda x: x
   fn = getattr(nn, name, None) if isinstance(name, str) else None
   if fn is None or not callable(fn):
-    raise ValueError(f"T5Config.adapter_activation must be 'linear' or the name of a "
-                     f"flax.linen activation (e.g. 'relu', 'gelu', 'swish'), got {name!r}.")
+    raise errors.ConfigError(f"T5Config.adapter_activation must be 'linear' or the name of a "
+                             f"flax.linen activation (e.g. 'relu', 'gelu', 'swish'), got {name!r}.")
   return fn
 
 
@@ -58,6 +60,16 @@ def stack_layers(config: Any, stack: str) -> int:
   if stack == "decoder":
     return config.num_decoder_layers
   raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
+
+
+def validate_config(config: Any) -> None:
+  """Raises ConfigError for an adapter field the network cannot use (also HyperFormer++'s)."""
+  errors.check_positive(config, "adapter_bottleneck_dim")
+  blocks = tuple(config.adapter_blocks)
+  if not blocks or len(set(blocks)) != len(blocks) or not set(blocks) <= set(BLOCKS):
+    raise errors.ConfigError(f"T5Config.adapter_blocks must be a non-empty tuple of distinct "
+                             f"names from {BLOCKS}, got {config.adapter_blocks!r}.")
+  activation_fn(config.adapter_activation)  # raises on an unknown name
 
 
 def expected_num_params(config: Any) -> int:

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import adapters as adapters_lib
 from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
 
@@ -69,6 +70,12 @@ def _stack_params(config: Any, num_layers: int) -> int:
   total += (t * b + b) + (t * e + e)  # down and up bias generators
   total += 2 * (t * e + e)  # output layer-norm scale and bias generators
   return total
+
+
+def validate_config(config: Any) -> None:
+  """The adapters' checks, and HyperFormer++'s task-network widths."""
+  adapters_lib.validate_config(config)
+  errors.check_positive(config, "task_embed_dim", "task_hidden_dim", "layer_task_dim")
 
 
 def expected_num_params(config: Any) -> int:

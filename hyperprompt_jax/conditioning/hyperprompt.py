@@ -31,7 +31,7 @@ length, `d = H*D`, `b` bottleneck, `t'` task/layer embedding width, `t` width of
          (task_embed, prompt_embed|prompt_bottleneck, ...) and /bias [d, b] / [b, d]
          (the task-independent part of the generated weight).
 
-Closed-form added parameters (METHOD.md section 3, biases included):
+Closed-form added parameters (docs/method.md, the parameter counts; biases included):
   see `expected_num_params`.
 """
 
@@ -45,6 +45,7 @@ import numpy as np
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import seams
 
 param_with_axes = nn_partitioning.param_with_axes
@@ -61,14 +62,37 @@ def prompted_layers(config) -> Tuple[int, int]:
   """Number of prompted (encoder, decoder) blocks for `config.hyperprompt_placement`."""
   placement = config.hyperprompt_placement
   if placement not in PLACEMENTS:
-    raise ValueError(f"hyperprompt_placement must be one of {PLACEMENTS}, got {placement!r}.")
+    raise errors.ConfigError(
+        f"hyperprompt_placement must be one of {PLACEMENTS}, got {placement!r}.")
   enc = config.num_encoder_layers if placement in ("encoder", "both") else 0
   dec = config.num_decoder_layers if placement in ("decoder", "both") else 0
   return enc, dec
 
 
+def is_active(config) -> bool:
+  """HyperPrompt with `hyperprompt_variant='none'` is vanilla T5."""
+  return config.hyperprompt_variant != "none"
+
+
+def validate_config(config) -> None:
+  """Raises ConfigError for a HyperPrompt field the network cannot use."""
+  if config.hyperprompt_variant not in VARIANTS:
+    raise errors.ConfigError(f"T5Config.hyperprompt_variant must be one of {VARIANTS}, got "
+                             f"{config.hyperprompt_variant!r}.")
+  if config.hyperprompt_placement not in PLACEMENTS:
+    raise errors.ConfigError(f"T5Config.hyperprompt_placement must be one of {PLACEMENTS}, "
+                             f"got {config.hyperprompt_placement!r}.")
+  errors.check_positive(config, "prompt_length", "prompt_bottleneck_dim", "task_embed_dim",
+                 "layer_task_dim", "task_hidden_dim")
+
+
+def exported_prompts(config) -> Tuple[int, str, int]:
+  """(l, placement, prompted layers M'): the prompts `export` precomputes."""
+  return config.prompt_length, config.hyperprompt_placement, sum(prompted_layers(config))
+
+
 def expected_num_params(config) -> int:
-  """Closed-form count of HyperPrompt's added parameters (METHOD.md §3 plus biases)."""
+  """Closed-form count of HyperPrompt's added parameters (docs/method.md, plus biases)."""
   variant = config.hyperprompt_variant
   if variant == "none":
     return 0
@@ -187,7 +211,7 @@ class HyperPrompt(nn.Module):
     prompts = self._global_prompts()  # [T, l, d]
     t_count, d, b = cfg.num_tasks, cfg.num_heads * cfg.head_dim, cfg.prompt_bottleneck_dim
     if variant not in VARIANTS[1:]:
-      raise ValueError(f"hyperprompt_variant must be one of {VARIANTS}, got {variant!r}.")
+      raise errors.ConfigError(f"hyperprompt_variant must be one of {VARIANTS}, got {variant!r}.")
     m = sum(prompted_layers(cfg))
     bias = cfg.hyperprompt_use_bias
     # Down: fan-in init; up: He init (after ReLU) so generated prompts keep P's scale.
@@ -235,7 +259,9 @@ class HyperPrompt(nn.Module):
       g_up, base_up = Generator(b, d, "prompt_bottleneck", "prompt_embed", 2.0 / b,
                                 use_bias=bias, name=f"{kind}_up_generator")(
                                     cfg.layer_task_dim)
-      # Never materialise the [T, M', d, b] generated weights: contract P with G first.
+      # opt_einsum picks the contraction order with the fewest FLOPs: at T5.1.1-base sizes
+      # it contracts P with G first and never forms the [T, M', d, b] generated weights; at
+      # T5.1.1-small sizes it forms them (see the jaxpr; docs/method.md).
       hidden = jnp.einsum("tmj,tld,jdb->tmlb", layer_task, prompts, g_down,
                           optimize="optimal")
       if base_down is not None:

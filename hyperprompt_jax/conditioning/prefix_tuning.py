@@ -39,6 +39,7 @@ import numpy as np
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
 from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
 from hyperprompt_jax.conditioning import seams
 
@@ -49,11 +50,26 @@ def prefixed_layers(config: Any) -> Tuple[int, int]:
   """Number of prefixed (encoder, decoder) blocks for `config.prefix_placement`."""
   placement = config.prefix_placement
   if placement not in hyperprompt_lib.PLACEMENTS:
-    raise ValueError(f"prefix_placement must be one of {hyperprompt_lib.PLACEMENTS}, "
-                     f"got {placement!r}.")
+    raise errors.ConfigError(f"prefix_placement must be one of {hyperprompt_lib.PLACEMENTS}, "
+                             f"got {placement!r}.")
   enc = config.num_encoder_layers if placement in ("encoder", "both") else 0
   dec = config.num_decoder_layers if placement in ("decoder", "both") else 0
   return enc, dec
+
+
+def validate_config(config: Any) -> None:
+  """Raises ConfigError for a Prefix-Tuning field the network cannot use."""
+  errors.check_positive(config, "prefix_length", "prefix_reparam_hidden_dim")
+  if config.prefix_placement not in hyperprompt_lib.PLACEMENTS:
+    raise errors.ConfigError(f"T5Config.prefix_placement must be one of "
+                             f"{hyperprompt_lib.PLACEMENTS}, got {config.prefix_placement!r}.")
+
+
+def exported_prompts(config: Any) -> Optional[Tuple[int, str, int]]:
+  """(l, placement, M') when the prefixes come from the reparametrisation MLP, else None."""
+  if not config.prefix_reparam:
+    return None  # the prefixes are parameters already
+  return config.prefix_length, config.prefix_placement, sum(prefixed_layers(config))
 
 
 def expected_num_params(config: Any) -> int:

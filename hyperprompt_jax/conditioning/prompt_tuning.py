@@ -6,7 +6,7 @@ Seam: the input-embedding prompt. Each task `t` has a soft prompt
 `P_t [l, E]` (`l = soft_prompt_length`) that is prepended to the encoder's
 token embeddings, so the encoder runs on `l + L` rows. The prompt rows are
 always visible: the encoder self-attention mask and the decoder's
-cross-attention mask cover them (`extend_valid`), and the encoder output keeps
+cross-attention mask cover them (`seams.extend_valid`), and the encoder output keeps
 them (the decoder attends to them, as in Lester et al.). Relative position
 biases treat the prompt as positions `0..l-1` in front of the tokens.
 
@@ -28,6 +28,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
 
+from hyperprompt_jax import errors
+
 param_with_axes = nn_partitioning.param_with_axes
 
 
@@ -36,10 +38,8 @@ def expected_num_params(config: Any) -> int:
   return config.num_tasks * config.soft_prompt_length * config.emb_dim
 
 
-def extend_valid(valid: jax.Array, prompt_length: int) -> jax.Array:
-  """Per-token validity `[B, L]` -> `[B, l + L]` with the prompt rows always valid."""
-  ones = jnp.ones(valid.shape[:-1] + (prompt_length,), valid.dtype)
-  return jnp.concatenate([ones, valid], axis=-1)
+def validate_config(config: Any) -> None:
+  errors.check_positive(config, "soft_prompt_length")
 
 
 class PromptTuning(nn.Module):

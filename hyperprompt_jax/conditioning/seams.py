@@ -1,6 +1,6 @@
 # Copyright 2026 The hyperprompt-jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Helpers shared by the methods that feed the key/value-prefix seam."""
+"""Helpers shared by the methods of one seam (key/value prefix, input rows)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def stack_layers(stack: str, num_enc: int, num_dec: int) -> slice:
   if stack == "decoder":
     return slice(num_enc, num_enc + num_dec)
   raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
+
+
+def extend_valid(valid: jax.Array, prompt_length: int) -> jax.Array:
+  """Input seam: per-token validity `[B, L]` -> `[B, l + L]`, the prompt rows always valid."""
+  ones = jnp.ones(valid.shape[:-1] + (prompt_length,), valid.dtype)
+  return jnp.concatenate([ones, valid], axis=-1)
 
 
 def gather_prefixes(key_all: jax.Array, value_all: jax.Array, task_ids: jax.Array,

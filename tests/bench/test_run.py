@@ -16,7 +16,7 @@ TINY = dataclasses.replace(run.QUICK, vocab=128, emb=16, heads=2, head_dim=8, ml
 
 def test_every_conditioning_method_is_benchmarked():
   configs = run.methods()
-  for method in conditioning.PARAM_PREFIXES:
+  for method in conditioning.param_prefixes():
     assert any(m == method or m.startswith(method + "_") for m in configs), method
   for name, overrides in configs.items():
     overrides = {k: v for k, v in overrides.items() if not k.startswith("_")}

@@ -15,12 +15,13 @@ BASELINES = ("prefix_tuning", "prompt_tuning", "adapters", "hyperformer")
 
 
 def _config(method, **kw):
-  return helpers.tiny_config(hyperprompt_variant="none", conditioning=method, **kw)
+  return helpers.tiny_config(**{"hyperprompt_variant": "none", "conditioning": method, **kw})
 
 
-@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("method", ("hyperprompt",) + BASELINES)
 def test_every_parameter_has_logical_axes_with_rules(method):
-  variables = lib.abstract_variables(_config(method))
+  variables = lib.abstract_variables(
+      _config(method, hyperprompt_variant="global" if method == "hyperprompt" else "none"))
   params = lib.flat(variables["params"])
   axes = {k[:-len("_axes")]: v.names for k, v in lib.flat(variables["params_axes"]).items()}
   assert set(params) == set(axes)
@@ -29,7 +30,11 @@ def test_every_parameter_has_logical_axes_with_rules(method):
   for name, names in axes.items():
     assert len(names) == len(params[name].shape), name
     assert set(names) <= known, (name, names)
-    assert set(names) <= set(partitioning.FACTOR_RULES), (name, names)
+    assert set(names) <= set(partitioning.factor_rules()), (name, names)
+    # The method's registry record carries the rules of every axis beyond t5x's.
+    own = set(names) - set(partitioning.BACKBONE_FACTOR_RULES)
+    record = conditioning.get(method)
+    assert own <= {a for a, _ in record.axis_rules} == set(record.factor_rules), (name, own)
 
 
 @pytest.mark.parametrize("method", BASELINES)
@@ -53,12 +58,16 @@ def test_vanilla_switches_agree():
   a = lib.flat(lib.abstract_variables(cfg)["params"])
   b = lib.flat(lib.abstract_variables(cfg.replace(conditioning="none"))["params"])
   assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
-  assert not any(k.startswith(conditioning.PARAM_PREFIXES) for k in a)
+  assert not any(k.startswith(conditioning.param_prefixes()) for k in a)
 
 
-def test_parameter_report_knows_every_method():
-  assert set(params_lib.CONDITIONING_PREFIXES) == set(conditioning.PARAM_PREFIXES)
-  assert set(conditioning.PARAM_PREFIXES) == set(conditioning.METHODS) - {"none"}
+def test_the_registry_knows_every_method():
+  assert conditioning.names() == ("none", "hyperprompt") + BASELINES
+  assert conditioning.param_prefixes() == conditioning.names()[1:]
+  assert [conditioning.get(m).seam for m in conditioning.param_prefixes()] == [
+      "prefix", "prefix", "input", "adapter", "adapter"]
+  with pytest.raises(ValueError, match="must be one of"):
+    network.validate_config(_config("prefix_tunning"))
 
 
 @pytest.mark.parametrize("overrides,field", [

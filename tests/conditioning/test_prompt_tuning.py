@@ -6,6 +6,7 @@ import pytest
 
 from hyperprompt_jax import models
 from hyperprompt_jax.conditioning import prompt_tuning
+from hyperprompt_jax.conditioning import seams
 
 import conditioning_testlib as lib
 import helpers
@@ -35,7 +36,7 @@ def test_encoder_output_has_prompt_rows_and_prompts_follow_the_task():
   assert rows.shape == (2, 4, cfg.emb_dim)
   np.testing.assert_array_equal(rows[0], params["prompt_tuning"]["prompts"][2])
   np.testing.assert_array_equal(
-      prompt_tuning.extend_valid(jnp.array([[True, False]]), 2), [[True, True, True, False]])
+      seams.extend_valid(jnp.array([[True, False]]), 2), [[True, True, True, False]])
 
 
 def test_gradients_reach_every_parameter():

@@ -12,7 +12,7 @@ from hyperprompt_tasks import offline
 import tasks_testlib
 from tasks_testlib import PREFIX, VOCAB
 
-# ANCHORS.md section E (t5's glue_utils weight mappings): training-set sizes.
+# Training-set sizes, as in t5's glue_utils weight mappings.
 GLUE_RATES = {
     "glue_cola_v002": 8551, "glue_sst2_v002": 67349, "glue_mrpc_v002": 3668,
     "glue_qqp_v002": 363849, "glue_stsb_v002": 5749, "glue_mnli_v002": 392702,

@@ -14,7 +14,7 @@ Float addition is not associative, so the results differ in the last bits and th
 differences grow slowly through training (they are not bugs, and they are not
 bounded by a fixed tolerance over long runs).
 
-  python -m hyperprompt_jax.determinism --mesh 1,1 --mesh 1,1 --mesh 4,2 --steps 20
+  python -m bench.determinism --mesh 1,1 --mesh 1,1 --mesh 4,2 --steps 20
 
 trains the tiny offline model (gin/testing/tiny_offline.gin) once per `--mesh` on
 8 simulated CPU devices and prints the largest relative difference of the
@@ -23,18 +23,19 @@ per-step losses and of the final parameters against the first run.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import argparse
 import json
+import os
 import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
+
+from hyperprompt_jax import run_dir
+from hyperprompt_jax import train as train_lib
 
 GIN_FILE = "testing/tiny_offline.gin"
 
@@ -42,8 +43,6 @@ GIN_FILE = "testing/tiny_offline.gin"
 def run_losses(model_dir: str, *, steps: int, mesh: Tuple[int, int] = (1, 1), seed: int = 0,
                extra_bindings: Sequence[str] = ()) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
   """Trains the tiny model; returns (per-step train losses [steps], final params by path)."""
-  from hyperprompt_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import summaries  # pylint: disable=g-import-not-at-top
   args = [f"--gin_file={GIN_FILE}", f'--gin.MODEL_DIR="{model_dir}"',
           f"--gin.TRAIN_STEPS={steps}", "--gin.LOG_PERIOD=1", f"--gin.RANDOM_SEED={seed}",
           f"--gin.CHECKPOINT_PERIOD={steps}",
@@ -51,14 +50,12 @@ def run_losses(model_dir: str, *, steps: int, mesh: Tuple[int, int] = (1, 1), se
   rc = train_lib.main(args)
   if rc:
     raise RuntimeError(f"training failed (exit status {rc}): {args}")
-  with open(os.path.join(model_dir, summaries.HISTORY_FILENAME)) as f:
+  with open(os.path.join(model_dir, run_dir.METRICS_HISTORY)) as f:
     losses = np.array([loss for _, loss in json.load(f)["train"]], np.float64)
   return losses, read_params(model_dir, steps)
 
 
 def read_params(model_dir: str, step: int) -> Dict[str, np.ndarray]:
-  import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   with ocp.StandardCheckpointer() as ckptr:
     state = ckptr.restore(os.path.join(model_dir, f"checkpoint_{step}", "state"))
   flat, _ = jax.tree_util.tree_flatten_with_path(state["target"])
@@ -92,6 +89,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  # 8 simulated CPU devices for the meshes; read when jax starts its backend (first use).
+  os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
   meshes = [tuple(int(x) for x in m.split(",")) for m in (args.mesh or ["1,1", "1,1", "4,2"])]
   runs = []
   with tempfile.TemporaryDirectory() as tmp:

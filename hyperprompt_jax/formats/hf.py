@@ -54,9 +54,9 @@ import ml_dtypes
 import numpy as np
 
 from hyperprompt_jax import network
-from hyperprompt_jax import t5x_checkpoints as ckpt_lib
+from hyperprompt_jax.formats import tree as tree_lib
 
-CheckpointError = ckpt_lib.CheckpointError
+CheckpointError = tree_lib.CheckpointError
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -253,7 +253,7 @@ def params_from_hf_state_dict(state_dict: Mapping[str, np.ndarray], config: netw
     shared = state_dict.get("encoder.embed_tokens.weight")
     if shared is not None:
       state_dict["shared.weight"] = shared
-  expected = ckpt_lib.flatten(ckpt_lib.abstract_params(ckpt_lib.backbone_config(config)))
+  expected = tree_lib.flatten(tree_lib.abstract_params(tree_lib.backbone_config(config)))
   mapping = name_map(config)
   if not config.logits_via_embedding and "lm_head.weight" not in state_dict:
     if shared is None:
@@ -283,14 +283,14 @@ def params_from_hf_state_dict(state_dict: Mapping[str, np.ndarray], config: netw
       raise CheckpointError(f"shape mismatch for {hf} -> {ours}: checkpoint {value.shape} "
                             f"(after transpose) vs config {want}")
     flat[ours] = np.ascontiguousarray(value.astype(dtype))
-  return ckpt_lib.unflatten(flat)
+  return tree_lib.unflatten(flat)
 
 
 def hf_state_dict_from_params(params: Mapping[str, Any], config: network.T5Config,
                               dtype: Any = np.float32
                               ) -> Tuple[Dict[str, np.ndarray], List[str]]:
   """`(state_dict, dropped)`: the HF tensors of our params, and the params HF has no place for."""
-  flat = ckpt_lib.flatten(params)
+  flat = tree_lib.flatten(params)
   mapping = name_map(config)
   missing = [ours for _, ours, _ in mapping if ours not in flat]
   if missing:
@@ -301,7 +301,7 @@ def hf_state_dict_from_params(params: Mapping[str, Any], config: network.T5Confi
     value = np.asarray(flat[ours])
     state_dict[hf] = np.ascontiguousarray((value.T if transposed else value).astype(dtype))
   used = {ours for _, ours, _ in mapping}
-  unknown = sorted(k for k in flat if k not in used and not ckpt_lib.is_conditioning_param(k))
+  unknown = sorted(k for k in flat if k not in used and not tree_lib.is_conditioning_param(k))
   if unknown:
     raise CheckpointError(f"params have backbone parameter(s) the config does not define: "
                           f"{', '.join(unknown[:10])} (is logits_via_embedding / mlp_activations "
