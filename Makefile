@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo bench quality adaptation clean
+.PHONY: install test demo bench quality offline_quality adaptation clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,25 @@ demo: install
 bench: install
 	$(PY) -m bench.run
 
-# Offline quality comparison of every method (3 seeds) -> bench/quality.{md,json} (~1 h on 2 cores).
+# Real-data quality (docs/wordnet.md): WordNet 3.0 (installed with apt when missing and run
+# as root, else the error says how to get it), the span-corruption pretraining of the small
+# backbone (resumed if interrupted), then every method fine-tuned from it, 3 seeds, both
+# regimes -> bench/wordnet_quality.{md,json} and bench/wordnet_attention.{md,json,png}.
+WORDNET_BACKBONE_DIR ?= /tmp/hyperprompt_wordnet_backbone
+WORDNET_PRETRAIN_STEPS ?= 1500
+QUALITY_ARGS ?=
 quality: install
+	$(PY) -m hyperprompt_tasks.wordnet_data
+	test -e "$(WORDNET_BACKBONE_DIR)/checkpoint_$(WORDNET_PRETRAIN_STEPS)" || \
+	  $(PY) -m hyperprompt_jax.train --gin_file=models/t5_1_1/base.gin \
+	    --gin_file=conditioning/vanilla.gin --gin_file=runs/wordnet_pretrain.gin \
+	    --gin.MODEL_DIR=\"$(WORDNET_BACKBONE_DIR)\" --gin.TRAIN_STEPS=$(WORDNET_PRETRAIN_STEPS)
+	$(PY) -m bench.wordnet_quality \
+	  --checkpoint=$(WORDNET_BACKBONE_DIR)/checkpoint_$(WORDNET_PRETRAIN_STEPS) $(QUALITY_ARGS)
+
+# The synthetic offline comparison (from scratch, hyperprompt_offline_v1, 3 seeds)
+# -> bench/quality.{md,json} (~1 h on 2 cores).
+offline_quality: install
 	$(PY) -m bench.quality
 
 # Add a held-out task to a trained HyperPrompt-Global model -> bench/adaptation.{md,json}.

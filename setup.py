@@ -18,6 +18,7 @@ _CORE = [
     "matplotlib",
     "safetensors",
     "absl-py",
+    "nltk>=3.8",  # the WordNet reader of hyperprompt_tasks.wordnet_data
 ]
 # torch==2.13.0 is the CPU build available offline on the development machines.
 _TORCH = ["torch==2.13.0", "transformers>=4.40"]

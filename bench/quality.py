@@ -271,6 +271,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
+def render(output: str, summarize_fn, markdown_fn, saved: Optional[Dict[str, Any]] = None) -> None:
+  """Rewrites OUTPUT.md from the runs of OUTPUT.json (or of `saved`, also written to .json)."""
+  if saved is None:
+    with open(output + ".json") as f:
+      saved = json.load(f)
+  saved["summary"] = summarize_fn(saved["runs"])
+  if "meta" in saved:
+    saved["meta"]["output"] = saved["meta"].get("output", output)
+  with open(output + ".json", "w") as f:
+    json.dump(saved, f, indent=2)
+  with open(output + ".md", "w") as f:
+    f.write(markdown_fn(saved["summary"], saved["meta"]))
+
+
 def enter_repo_with_compilation_cache() -> None:
   """cd to the repository (gin files are given relative to it) and turn on jax's persistent
   compilation cache, so runs of one method share their compiled programs (the seed is an
@@ -285,11 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
   if args.render:
-    with open(args.output + ".json") as f:
-      saved = json.load(f)
-    saved["summary"] = summarize(saved["runs"])
-    with open(args.output + ".md", "w") as f:
-      f.write(markdown(saved["summary"], saved["meta"]))
+    render(args.output, summarize, markdown)
     print(f"Rewrote {args.output}.md from {args.output}.json", flush=True)
     return 0
   enter_repo_with_compilation_cache()

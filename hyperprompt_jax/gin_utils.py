@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tokenize
+import sysconfig
+import traceback
 from typing import Iterable, List, Optional, Sequence
 
 import gin
@@ -20,6 +21,24 @@ from hyperprompt_jax import errors
 
 # The `gin/` directory of this project (next to the package in a source checkout).
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+# Where the gin library itself lives: an exception whose traceback ends there is gin's
+# verdict on what the configuration says, not a bug in code the configuration reached.
+_GIN_LIBRARY_DIR = os.path.dirname(os.path.abspath(gin.__file__))
+_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"])
+
+
+def raised_by_gin(e: BaseException) -> bool:
+  """Whether gin itself raised `e` (a parse error, a missing binding, an unknown name).
+
+  Frames of the standard library that gin called (the import machinery, the tokenizer)
+  are skipped, so a gin file's `import` of a module that does not exist, or a binding
+  the tokenizer cannot read, counts as gin's; an exception raised while an imported
+  module's own code runs (an import-time bug) ends in that module and does not.
+  """
+  frames = [os.path.abspath(f.filename) for f in traceback.extract_tb(e.__traceback__)
+            if not f.filename.startswith("<frozen ")]
+  frames = [f for f in frames if not f.startswith(_STDLIB_DIR + os.sep)]
+  return bool(frames) and frames[-1].startswith(_GIN_LIBRARY_DIR + os.sep)
 
 
 class _QuietSearchFilter(logging.Filter):
@@ -36,9 +55,11 @@ def _guard_system_path_reader() -> None:
   """Makes gin's Python-package file lookup answer False instead of raising.
 
   gin also looks an `include 'a/b.gin'` up as file `b.gin` of Python package `a`;
-  when `a` is a namespace package (a folder without `__init__.py` on sys.path,
-  e.g. `tests/conditioning/` while testing) that lookup raises TypeError
-  instead of moving on to the search paths.
+  when `a` is a namespace package (a folder without `__init__.py` on sys.path:
+  a `runs/` folder in the working directory of `python -m ...`, or
+  `tests/conditioning/` while testing) gin-config's `resource_reader` raises
+  TypeError (the package has no file location) instead of moving on to the search
+  paths. Idempotent.
   """
   readers = getattr(gin.config, "_FILE_READERS", None)
   if not isinstance(readers, list):
@@ -53,7 +74,14 @@ def _guard_system_path_reader() -> None:
           return False
 
       guarded.__module__ = __name__
+      guarded.__wrapped__ = exists
       readers[i] = (reader, guarded)
+
+
+# Installed on import: t5x's launchers parse our gin files with gin directly, and the first
+# of our files they read imports this package (hyperprompt_jax/__init__.py imports this
+# module), so every `include` after that is guarded too.
+_guard_system_path_reader()
 
 
 def rewrite_gin_args(args: Sequence[str]) -> List[str]:
@@ -76,7 +104,8 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
   """Parses gin files and bindings; `defaults` are bound between the files and the bindings.
 
   Raises:
-    ValueError: naming the file or binding gin could not parse.
+    errors.ConfigError: naming the file or binding gin refused. Any other exception
+      (an import-time bug in a module a gin file imports) keeps its traceback.
   """
   search_paths = [p for p in list(gin_search_paths) + [os.getcwd(), GIN_DIR]
                   if p and os.path.isdir(p)]
@@ -87,9 +116,12 @@ def parse_gin(gin_files: Iterable[str], gin_bindings: Iterable[str] = (),
     files = [resolve_gin_file(f, search_paths) for f in gin_files]
     gin.parse_config_files_and_bindings(files, list(defaults) + list(gin_bindings),
                                         finalize_config=finalize)
-  except (ValueError, KeyError, SyntaxError, tokenize.TokenError, IOError, TypeError, NameError,
-          ImportError, AttributeError) as e:  # all raised by gin for what the files say
-    raise errors.ConfigError(f"Bad gin configuration: {e}") from None
+  except errors.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not raised_by_gin(e):
+      raise
+    raise errors.ConfigError(f"Bad gin configuration: {e}") from e
 
 
 def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:

@@ -25,7 +25,6 @@ import logging
 import os
 import sys
 import tokenize
-import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gin
@@ -38,7 +37,6 @@ from hyperprompt_jax import reliability
 
 EXIT_CONFIG_ERROR = errors.EXIT_STATUS
 _REGISTERED: Dict[int, Callable[..., Any]] = {}
-_GIN_DIR = os.path.dirname(gin.__file__)
 
 # The one class of deliberate refusals (kept under its old name here).
 ConfigurationError = errors.ConfigError
@@ -63,12 +61,6 @@ def one_line(message: str) -> str:
   return " | ".join(parts)
 
 
-def raised_by_gin(e: BaseException) -> bool:
-  """Whether gin itself raised `e` (a missing required binding, a bad reference)."""
-  frames = traceback.extract_tb(e.__traceback__)
-  return bool(frames) and frames[-1].filename.startswith(_GIN_DIR)
-
-
 @contextlib.contextmanager
 def configuration_errors():
   """Folds a `ConfigError` (or an error gin raised) into one line; anything else propagates.
@@ -81,7 +73,7 @@ def configuration_errors():
   except ConfigurationError as e:
     raise ConfigurationError(one_line(str(e))) from e
   except (ValueError, RuntimeError) as e:
-    if not raised_by_gin(e):
+    if not gin_utils.raised_by_gin(e):
       raise
     raise ConfigurationError(one_line(str(e))) from e
 

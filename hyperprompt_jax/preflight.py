@@ -216,6 +216,21 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
   return out
 
 
+def check_writable(model_dir: str) -> None:
+  """Refuses a local MODEL_DIR that cannot be created or written (remote URLs are not probed)."""
+  if "://" in model_dir:
+    return
+  path = os.path.abspath(model_dir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise errors.ConfigError(f"MODEL_DIR {model_dir} cannot be created: {path} is a file, "
+                             "not a directory.")
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise errors.ConfigError(f"MODEL_DIR {model_dir} cannot be written: {path} is not "
+                             "writable by this user.")
+
+
 def check_run_dir(model_dir: str, *, model_config: Optional[Any], task_table: Sequence[Any],
                   mixture_or_task_name: str, allow_change: bool = False
                   ) -> Callable[[], None]:

@@ -433,6 +433,7 @@ def _setup(model, train_cfg, train_eval_cfg, infer_eval_cfg, checkpoint_cfg, par
   if not model_dir:
     raise errors.ConfigError("MODEL_DIR is empty.")
   model_dir = run_dir.absolute_path(model_dir)
+  preflight.check_writable(model_dir)
   tf.io.gfile.makedirs(model_dir)
   cfgs = [c for c in (train_cfg, train_eval_cfg, infer_eval_cfg) if c is not None]
   table, save_run_dir = preflight.check_run(model, model_dir, cfgs, reliability_cfg)

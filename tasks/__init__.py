@@ -9,7 +9,10 @@
   T5's SentencePiece vocabulary, and the mixtures `glue_v002_proportional`,
   `super_glue_v102_proportional`, `glue_super_glue_proportional`;
 * the offline tasks `offline_*_v1` and mixtures `hyperprompt_offline_v1`
-  (the default) and `hyperprompt_offline_v1_new_task` (byte vocabulary).
+  (the default) and `hyperprompt_offline_v1_new_task` (byte vocabulary);
+* the WordNet tasks `wordnet_*_v1`, their mixture `wordnet_lexical_v1` and the
+  pretraining task `wordnet_span_corruption_v1` (byte vocabulary; WordNet is read
+  when a dataset is built, see `wordnet_data`).
 
 Every task's inputs start with its task sentinel; see `registry` for the scheme,
 `task_table_io` for the table saved with a model. Nothing is read from disk or the
@@ -21,6 +24,7 @@ from hyperprompt_tasks import mixtures
 from hyperprompt_tasks import offline
 from hyperprompt_tasks import super_glue
 from hyperprompt_tasks import vocabularies
+from hyperprompt_tasks import wordnet
 from hyperprompt_tasks.registry import (MixtureInfo, TaskSpec, ensure_indexed_task,
                                         get_mixture_or_task, get_spec,
                                         get_vocabulary, indexed_task_name, mixture_info,
@@ -44,3 +48,4 @@ def register_all(*, vocabulary=None, prefix: str = "", tfds_data_dir=None) -> tu
 
 
 register_all()
+wordnet.register_wordnet_tasks()  # byte vocabulary; WordNet is read when a dataset is built

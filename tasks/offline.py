@@ -148,11 +148,7 @@ def chance_accuracy(rule_or_task: str) -> float:
 def register_offline_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
                            prefix: str = "") -> Tuple[str, ...]:
   """Registers the offline tasks and both offline mixtures (byte vocabulary by default)."""
-  vocabulary = vocabulary or vocabularies.byte_vocabulary()
-  features = {
-      "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
-      "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
-  }
+  features = vocabularies.text_features(vocabulary)
   names = []
   for rule, (_, classes) in ALL_RULES.items():
     name = task_name(rule, prefix)

@@ -16,6 +16,11 @@ def _text(s) -> str:
   return s.decode("utf-8") if isinstance(s, bytes) else str(s)
 
 
+def as_text(string, **unused_kwargs) -> str:
+  """The decoded string, stripped (free-text targets compared by exact match)."""
+  return _text(string).strip()
+
+
 def string_to_float(string, default: float = -1.0, **unused_kwargs) -> float:
   """float(string), or `default` if the model did not write a number (STS-B)."""
   try:

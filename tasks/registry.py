@@ -18,8 +18,11 @@ training, `seqio.Evaluator` and inference alike with no global state:
 
 * `register_task(name, ...)` registers `name` itself at index 0 (its own
   one-task table) and keeps its spec;
-* `register_mixture(name, tasks)` derives the table, registers for every task at
-  index k the variant `indexed_task_name(task, k)` = `"<task>_task_index_<k>"`
+* `register_mixture(name, tasks)` accepts tasks registered with `register_task`
+  and any other registered seqio task, e.g. one another project added with
+  `seqio.TaskRegistry.add` (its preprocessors must contain seqio's `tokenize` or
+  `tokenize_and_append_eos`; the task sentinel goes in right after that step); it
+  derives the table, registers for every task at index k the variant `indexed_task_name(task, k)` = `"<task>_task_index_<k>"`
   (shared by all mixtures that put the task at k), and registers the mixture of
   those variants with the given rates.
 
@@ -53,6 +56,10 @@ class TaskSpec:
   metric_fns: Tuple[Callable[..., Any], ...] = ()
   index_as: Optional[str] = None  # identity: the task whose index this one uses
   train_size: Optional[int] = None  # training examples (0: eval-only), for mixing rates
+  # Set for another project's seqio task: `preprocessors` are its whole list (tokenization
+  # included) and the task sentinel is inserted after its tokenize step.
+  foreign: bool = False
+  metric_objs: Tuple[Any, ...] = ()
 
   @property
   def identity(self) -> str:
@@ -68,7 +75,9 @@ class TaskBinding:
 
 
 _SPECS: dict[str, TaskSpec] = {}
+_FOREIGN: dict[str, TaskSpec] = {}
 _BINDINGS: dict[str, TaskBinding] = {}
+_TOKENIZE_FNS = (seqio.preprocessors.tokenize, seqio.preprocessors.tokenize_and_append_eos)
 
 
 def indexed_task_name(name: str, index: int) -> str:
@@ -77,10 +86,42 @@ def indexed_task_name(name: str, index: int) -> str:
 
 
 def get_spec(name: str) -> TaskSpec:
-  if name not in _SPECS:
-    raise ValueError(f"{name!r} was not registered with hyperprompt_tasks.register_task"
-                     f"{_closest_hint(name, list(_SPECS))}")
-  return _SPECS[name]
+  """The spec of a task of `register_task`, or of any other registered seqio task."""
+  if name in _SPECS:
+    return _SPECS[name]
+  if name in _FOREIGN:
+    return _FOREIGN[name]
+  if name in seqio.TaskRegistry.names() and name not in _BINDINGS:
+    _FOREIGN[name] = _foreign_spec(seqio.get_mixture_or_task(name))
+    return _FOREIGN[name]
+  raise ValueError(f"{name!r} is neither registered with hyperprompt_tasks.register_task "
+                   f"nor a registered seqio task{_closest_hint(name, list(_SPECS))}")
+
+
+def _is_tokenize_step(fn: Any) -> bool:
+  return getattr(fn, "func", fn) in _TOKENIZE_FNS
+
+
+def _foreign_spec(task: seqio.Task) -> TaskSpec:
+  """The spec of another project's seqio task (`seqio.TaskRegistry.add`)."""
+  steps = tuple(task.preprocessors)
+  if not any(_is_tokenize_step(p) for p in steps):
+    raise ValueError(
+        f"seqio task {task.name!r} has no seqio.preprocessors.tokenize (or "
+        "tokenize_and_append_eos) step, so there is no place for the task sentinel; add "
+        "that step to its preprocessors")
+  if "inputs" not in task.output_features:
+    raise ValueError(f"seqio task {task.name!r} has no 'inputs' feature for the task sentinel")
+  try:
+    train_size = task.num_input_examples("train")
+  except Exception:  # pylint: disable=broad-except
+    train_size = None  # unknown: give the mixture explicit rates
+  return TaskSpec(name=task.name, source=task.source, preprocessors=steps,
+                  output_features=dict(task.output_features),
+                  postprocess_fn=task.postprocessor,
+                  metric_fns=tuple(task._metric_fn_constructor_args),  # pylint: disable=protected-access
+                  train_size=train_size, foreign=True,
+                  metric_objs=tuple(task._metric_objs_constructor_args))  # pylint: disable=protected-access
 
 
 def registered_specs() -> Tuple[str, ...]:
@@ -100,12 +141,17 @@ def task_binding(name: str) -> TaskBinding:
 
 
 def _seqio_preprocessors(spec: TaskSpec, index: int) -> list:
+  sentinel = functools.partial(hp_preprocessors.add_task_sentinel, task_index=index,
+                               task_identity=spec.identity)
+  if spec.foreign:
+    steps = list(spec.preprocessors)
+    at = next(i for i, p in enumerate(steps) if _is_tokenize_step(p)) + 1
+    return steps[:at] + [sentinel] + steps[at:]
   return [
       *spec.preprocessors,
       seqio.preprocessors.tokenize,
       seqio.CacheDatasetPlaceholder(),
-      functools.partial(hp_preprocessors.add_task_sentinel, task_index=index,
-                        task_identity=spec.identity),
+      sentinel,
       seqio.preprocessors.append_eos_after_trim,
   ]
 
@@ -117,7 +163,8 @@ def _add_seqio_task(seqio_name: str, spec: TaskSpec, index: int) -> seqio.Task:
       preprocessors=_seqio_preprocessors(spec, index),
       output_features=spec.output_features,
       postprocess_fn=spec.postprocess_fn,
-      metric_fns=list(spec.metric_fns))
+      metric_fns=list(spec.metric_fns),
+      metric_objs=list(spec.metric_objs) or None)
   _BINDINGS[seqio_name] = TaskBinding(base=spec.name, identity=spec.identity, index=index)
   return task
 
@@ -152,7 +199,10 @@ def register_task(name: str, *, source: seqio.DataSourceInterface,
 
 
 def ensure_indexed_task(name: str, index: int) -> str:
-  """Registers (once) the variant of base task `name` at `index`; returns its name."""
+  """Registers (once) the variant of task `name` at `index`; returns its name.
+
+  `name` is a task of `register_task` or any registered seqio task (see the module doc).
+  """
   spec = get_spec(name)
   variant = indexed_task_name(name, index)
   if variant in _BINDINGS:
@@ -176,7 +226,10 @@ MixtureRate = Union[float, Callable[[seqio.Task], float]]
 
 def register_mixture(name: str, tasks: Sequence[Union[str, Tuple[str, MixtureRate]]],
                      default_rate: Optional[MixtureRate] = None) -> seqio.Mixture:
-  """Registers a task-indexed seqio mixture of base tasks (`name` or `(name, rate)`).
+  """Registers a task-indexed seqio mixture of tasks (`name` or `(name, rate)`).
+
+  A task is one of `register_task`'s or any other registered seqio task, such as
+  one another project added with `seqio.TaskRegistry.add`.
 
   Task indices follow `derive_task_table` over the listed order; a rate may be a
   number or a function of the seqio task (e.g. `rate_num_examples()`). Appending

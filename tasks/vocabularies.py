@@ -73,6 +73,13 @@ VOCABULARIES = {
 }
 
 
+def text_features(vocabulary: seqio.Vocabulary | None = None) -> dict:
+  """`{"inputs", "targets"}` seqio features with EOS (default: the byte vocabulary)."""
+  vocabulary = vocabulary or byte_vocabulary()
+  return {"inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
+          "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True)}
+
+
 def get_vocabulary(name: str) -> seqio.Vocabulary:
   """One of `VOCABULARIES` by name ('t5', 'byte', 'seqio_test')."""
   if name not in VOCABULARIES:

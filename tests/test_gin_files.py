@@ -6,7 +6,10 @@ file, a wrong parameter name, or a broken reference to our code still fails here
 """
 import enum
 import glob
+import importlib.util
 import os
+import re
+import subprocess
 import sys
 import types
 
@@ -120,6 +123,51 @@ def test_train_dataset_configs_of_the_run_files():
   assert probe()["dataset"].pack  # pre-training packs (vanilla T5 only)
 
 
+def test_gin_file_lookup_with_namespace_folders_in_the_working_directory(tmp_path,
+                                                                        monkeypatch):
+  """`runs/`, `conditioning/` folders where the command runs do not break gin's lookups.
+
+  gin-config also looks `runs/x.gin` up as file `x.gin` of Python package `runs`; a
+  folder without `__init__.py` on sys.path (`python -m` puts the working directory
+  there) is a namespace package with no file location, and gin-config's resource reader
+  raises TypeError on it. Importing hyperprompt_jax makes gin skip that look-up.
+  """
+  for folder in ("runs", "conditioning", "models/t5_1_1"):
+    (tmp_path / folder).mkdir(parents=True)
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  for name in ("runs", "conditioning", "models", "models.t5_1_1"):
+    monkeypatch.delitem(sys.modules, name, raising=False)
+  importlib.invalidate_caches()
+  assert importlib.util.find_spec("runs").origin is None  # what gin-config trips on
+  want = ("global", 6, 384)
+
+  def built():
+    config = _check_model(probe()["model"])
+    return config.hyperprompt_variant, config.num_tasks, config.vocab_size
+
+  # Our launchers: relative names, the first file too.
+  _parse(["runs/demo_model.gin"], ["probe.model = %MODEL"])
+  assert built() == want
+  # t5x's launchers call gin directly, in a fresh process: the includes of our files are
+  # looked up after the file's first line has imported hyperprompt_jax.
+  first = os.path.join(GIN_DIR, "runs", "demo_model.gin")
+  script = ("import gin\n"
+            f"gin.add_config_file_search_path({GIN_DIR!r})\n"
+            f"gin.parse_config_files_and_bindings([{first!r}], [], finalize_config=False)\n"
+            "print('variant', gin.query_parameter('network.T5Config.hyperprompt_variant'))\n")
+  done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                        text=True, timeout=300, check=False)
+  assert done.returncode == 0 and "variant global" in done.stdout, done.stderr[-2000:]
+  # Not vacuous: gin-config's own reader still fails on these folders.
+  monkeypatch.setattr(gin.config, "_FILE_READERS", [
+      (reader, getattr(exists, "__wrapped__", exists)) for reader, exists in
+      gin.config._FILE_READERS])  # pylint: disable=protected-access
+  with gin.unlock_config(), pytest.raises(TypeError):
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([first], [], finalize_config=False)
+
+
 # ---------------------------------------------------------------------------
 # gin/t5x/: against stand-ins with t5x's signatures.
 # ---------------------------------------------------------------------------
@@ -196,6 +244,9 @@ def _fake_t5x(monkeypatch):
 
 
 def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
+  if importlib.util.find_spec("t5x") is not None:
+    # gin keeps every class it registers: stand-ins under t5x's names would clash with t5x.
+    pytest.skip("t5x is installed: the test_t5x_*_job_file(s) tests use t5x itself")
   made = _fake_t5x(monkeypatch)
   files = ["models/t5_1_1/base.gin", "conditioning/hyperprompt_global.gin", "t5x/model.gin"]
   _parse(files + ["t5x/task_conditioned_finetune.gin", "t5x/train_conditioning_only.gin"],
@@ -227,10 +278,130 @@ def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
   assert probe()["optimizer"].logical_factor_rules["prompt_embed"].name == "ROW"
 
 
+# ---------------------------------------------------------------------------
+# gin/t5x/ job files with t5x itself (skipped when t5x does not import).
+# ---------------------------------------------------------------------------
+
+# Job file -> the t5x launcher module and the entry point its run file configures.
+T5X_JOBS = {
+    "t5x/pretrain.gin": ("t5x.train", "train"),
+    "t5x/finetune.gin": ("t5x.train", "train"),
+    "t5x/finetune_conditioning_only.gin": ("t5x.train", "train"),
+    "t5x/eval.gin": ("t5x.eval", "evaluate"),
+    "t5x/infer.gin": ("t5x.infer", "infer"),
+}
+T5X_JOB_MACROS = ["MODEL_DIR = '/tmp/unused'", "TRAIN_STEPS = 10", "CHECKPOINT_PATH = '/tmp/ckpt'",
+                  "INITIAL_CHECKPOINT_PATH = '/tmp/ckpt'", "EVAL_OUTPUT_DIR = '/tmp/unused'",
+                  "INFER_OUTPUT_DIR = '/tmp/unused'"]
+
+
+def _parse_t5x_job(monkeypatch, job, model_files, bindings=()):
+  """Parses `model_files + [job, 't5x/offline_mixture.gin']` the way t5x's launcher does."""
+  launcher_name, entry = T5X_JOBS[job]
+  launcher = pytest.importorskip(launcher_name, reason="t5x is not installed (not on PyPI)")
+  from t5x import gin_utils as t5x_gin_utils  # pylint: disable=g-import-not-at-top
+  # `python -m t5x.train` runs train.py as __main__: its run files bind __main__.train.
+  monkeypatch.setattr(sys.modules["__main__"], entry, getattr(launcher, entry), raising=False)
+  with gin.unlock_config():
+    gin.clear_config()
+    t5x_gin_utils.parse_gin_flags([GIN_DIR], list(model_files) + [job, "t5x/offline_mixture.gin"],
+                                  T5X_JOB_MACROS + list(bindings), finalize_config=False)
+
+
+def _offline_dataset(cfg, split, pack):
+  assert (cfg.mixture_or_task_name, cfg.split, cfg.pack) == ("hyperprompt_offline_v1", split, pack)
+  assert cfg.module == "hyperprompt_tasks" and cfg.use_cached is False
+
+
+@pytest.mark.parametrize("job", ["t5x/finetune.gin", "t5x/finetune_conditioning_only.gin"])
+def test_t5x_finetune_job_files(monkeypatch, job):
+  _parse_t5x_job(monkeypatch, job, ["runs/demo_model.gin"],
+                 ["probe.model = %MODEL", "probe.dataset = @train/utils.DatasetConfig()",
+                  "probe.config = @utils.RestoreCheckpointConfig()",
+                  "probe.partitioner = @train_eval/utils.DatasetConfig()",
+                  "probe.optimizer = @infer_eval/utils.DatasetConfig()"])
+  from t5x import adafactor, models as t5x_models, optimizers as t5x_optimizers  # pylint: disable=g-import-not-at-top
+  out = probe()
+  model = out["model"]
+  assert isinstance(model, t5x_models.EncoderDecoderModel)
+  assert isinstance(model.module, network.Transformer)
+  config = model.module.config
+  assert (config.hyperprompt_variant, config.num_tasks, config.dropout_rate) == ("global", 6, 0.1)
+  _offline_dataset(out["dataset"], "train", pack=False)
+  assert out["dataset"].task_feature_lengths == {"inputs": 10, "targets": 3}
+  _offline_dataset(out["partitioner"], "validation", pack=False)  # training eval
+  _offline_dataset(out["optimizer"], "validation", pack=False)  # inference eval
+  restore = out["config"]
+  assert (restore.path, restore.mode, restore.dtype) == ("/tmp/ckpt", "specific", "float32")
+  assert restore.fallback_to_scratch
+  (pattern, replacement), = restore.assignment_map
+  assert replacement is None
+  for top in ("hyperprompt", "prefix_tuning", "prompt_tuning", "adapters", "hyperformer"):
+    assert re.match(pattern, f"target/{top}/task_embedding"), top
+  assert not re.match(pattern, "target/encoder/layers_0/mlp/wi_0/kernel")
+  optimizer = model.optimizer_def
+  if job == "t5x/finetune.gin":
+    assert isinstance(optimizer, adafactor.Adafactor)
+    rules = optimizer.hyper_params.logical_factor_rules
+    assert all(axis in rules for axis in partitioning.factor_rules())
+    assert rules["task_embed"].name == "BATCH" and rules["vocab"].name == "COLUMN"
+    return
+  assert isinstance(optimizer, t5x_optimizers.MultiOptimizer)
+  (traversal,), (sub,) = optimizer.traversals, optimizer.sub_optimizers
+  assert isinstance(sub, adafactor.Adafactor)
+  selected = traversal.iterate({"hyperprompt": {"task_embedding": 1},
+                                "encoder": {"layers_0": {"mlp": {"wo": {"kernel": 2}}}}})
+  assert list(selected) == [1]  # only the conditioning parameters are trained
+
+
+def test_t5x_pretrain_job_file(monkeypatch):
+  _parse_t5x_job(monkeypatch, "t5x/pretrain.gin", ["runs/demo_model.gin",
+                                                   "conditioning/vanilla.gin"],
+                 ["probe.model = %MODEL", "probe.dataset = @train/utils.DatasetConfig()",
+                  "probe.config = @utils.RestoreCheckpointConfig()"])
+  out = probe()
+  assert out["model"].module.config.hyperprompt_variant == "none"
+  _offline_dataset(out["dataset"], "train", pack=True)  # t5x's pre-training packs rows
+  assert out["config"].path == []  # from scratch
+  assert gin.get_bindings(sys.modules["__main__"].train)["infer_eval_dataset_cfg"] is None
+
+
+@pytest.mark.parametrize("job", ["t5x/eval.gin", "t5x/infer.gin"])
+def test_t5x_eval_and_infer_job_files(monkeypatch, job):
+  _parse_t5x_job(monkeypatch, job, ["runs/demo_model.gin"],
+                 ["probe.model = %MODEL", "probe.dataset = @utils.DatasetConfig()",
+                  "probe.config = @utils.RestoreCheckpointConfig()"])
+  out = probe()
+  assert out["model"].module.config.dropout_rate == 0.0
+  _offline_dataset(out["dataset"], "validation", pack=False)  # t5x's default split is 'test'
+  restore = out["config"]
+  # t5x's infer.gin restores in bfloat16: float32 makes eval and infer decode alike.
+  assert (restore.path, restore.mode, restore.dtype) == ("/tmp/ckpt", "specific", "float32")
+
+
+def test_t5x_job_file_names_do_not_collide_with_t5x(monkeypatch):
+  """Each gin/t5x/ name resolves to our file whatever the search-path order."""
+  pytest.importorskip("t5x.train", reason="t5x is not installed (not on PyPI)")
+  import t5x  # pylint: disable=g-import-not-at-top
+  package = os.path.dirname(t5x.__file__)
+  ours = [f for f in ALL_FILES if f.startswith("t5x/")]
+  assert set(T5X_JOBS) | {"t5x/offline_mixture.gin"} <= set(ours)
+  for name in ours:
+    # t5x's configs folder as a search path, and gin's lookup of `t5x/<file>` inside the
+    # t5x package.
+    for theirs in (os.path.join(package, "configs", name),
+                   os.path.join(package, os.path.basename(name))):
+      assert not os.path.exists(theirs), theirs
+  # Our launcher's runs/ files do share t5x's names (they are its t5x-style twins): the
+  # gin/t5x/ job files include t5x's by their package path instead.
+  assert os.path.exists(os.path.join(package, "configs", "runs", "finetune.gin"))
+
+
 def test_every_gin_file_is_covered():
   covered = {f for f in ALL_FILES if f.split("/")[0] in
              ("models", "conditioning", "optimizers", "partitioning", "runs")}
   covered |= {"t5x/model.gin", "t5x/task_conditioned_finetune.gin",
               "t5x/train_conditioning_only.gin"}
+  covered |= set(T5X_JOBS) | {"t5x/offline_mixture.gin"}  # with t5x itself (above)
   covered |= {"testing/tiny_offline.gin"}  # trained by test_preflight / test_kill_resume / ...
   assert set(ALL_FILES) == covered, set(ALL_FILES) - covered

@@ -13,6 +13,7 @@ import seqio
 
 import reliability_testlib as rl
 from hyperprompt_jax import errors
+from hyperprompt_jax import gin_utils
 from hyperprompt_jax import launch
 from hyperprompt_jax import network
 from hyperprompt_jax import preflight
@@ -86,6 +87,13 @@ def test_bad_input_is_one_error_line_and_nothing_is_overwritten(
   line = _refused(capsys, model_dir, *bindings)
   for text in expected:
     assert text in line, line
+
+
+def test_a_model_dir_under_a_file_is_one_error_line(capsys, tmp_path):
+  (tmp_path / "not_a_dir").write_text("kept\n")
+  line = _refused(capsys, tmp_path / "not_a_dir" / "run")
+  assert f"{tmp_path / 'not_a_dir'} is a file, not a directory" in line, line
+  assert (tmp_path / "not_a_dir").read_text() == "kept\n"
 
 
 def test_a_bug_in_the_network_keeps_its_traceback(capsys, monkeypatch, tmp_path):
@@ -186,3 +194,25 @@ def test_scan_splits_counts_only_examples_longer_than_the_lengths():
   assert cut["offline_count_a_v1"]["targets"]["truncated"] == 25
   lines = preflight.truncation_lines(cut, "train")
   assert len(lines) == 2 and "25 of the first 25 'train' examples (100.0%)" in lines[0]
+
+
+def test_gin_files_refused_by_gin_are_configuration_errors_but_import_bugs_are_not(
+    tmp_path, monkeypatch):
+  """A gin file naming a missing module is bad input; a module that fails while it is
+  imported (here: divides by zero at import) is a bug and keeps its own exception."""
+  monkeypatch.syspath_prepend(str(tmp_path))
+  (tmp_path / "preflight_buggy_module.py").write_text("VALUE = 1 / 0\n")
+  cases = {"import preflight_no_such_module\n": "No module named 'preflight_no_such_module'",
+           "preflight_unknown_fn.x = 1\n": "No configurable matching 'preflight_unknown_fn'",
+           "X = (1\n": "EOF in multi-line statement"}
+  for i, (text, message) in enumerate(cases.items()):
+    path = tmp_path / f"bad_{i}.gin"
+    path.write_text(text)
+    with gin.unlock_config(), pytest.raises(errors.ConfigError, match=message):
+      gin_utils.parse_gin([str(path)], finalize=False)
+  path = tmp_path / "buggy.gin"
+  path.write_text("import preflight_buggy_module\n")
+  with gin.unlock_config(), pytest.raises(ZeroDivisionError) as e:
+    gin_utils.parse_gin([str(path)], finalize=False)
+  assert not isinstance(e.value, errors.ConfigError)
+  gin.clear_config()

@@ -67,6 +67,20 @@ def test_orbax_layout_round_trip_and_t5x_style_restore(tmp_path):
   _assert_trees_equal(jax.tree_util.tree_map(np.asarray, restored["state"]["target"]), p3)
 
 
+def test_relative_checkpoint_paths_are_taken_from_the_working_directory(tmp_path, monkeypatch):
+  """Orbax refuses relative paths ("Checkpoint path should be absolute"): we resolve them."""
+  config = _vanilla()
+  params = _params(config, 4)
+  t5x_lib.save_orbax_checkpoint(str(tmp_path / "orbax"), params, step=4)
+  t5x_lib.save_legacy_checkpoint(str(tmp_path / "legacy"), params, step=4)
+  monkeypatch.chdir(tmp_path)
+  for rel in ("orbax/checkpoint_4", "orbax", os.path.join("orbax", "checkpoint_4", "state"),
+              "legacy/checkpoint_4", "./legacy"):
+    kind, location = restore_lib.resolve_checkpoint(rel)
+    assert os.path.isabs(location) and location.startswith(str(tmp_path)), (rel, location)
+    _assert_trees_equal(restore_lib.load_params(rel), params)
+
+
 def test_legacy_layout_round_trip(tmp_path):
   config = _vanilla()
   params = _params(config, 2)

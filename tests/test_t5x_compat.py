@@ -15,6 +15,8 @@ The remaining tests run when `t5x` imports: t5x's own `EncoderDecoderModel`,
 `Adafactor` driving our network on a mixed-task batch.
 """
 import functools
+import os
+import re
 
 import flax
 import jax
@@ -193,15 +195,49 @@ def test_beam_rows_follow_their_own_task():
   assert not np.allclose(cached[0], cached[4], atol=1e-4)  # example 2: task 2
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _t5x_commands(text, prefix):
+  """The `python -m t5x.*` commands of `text` (after `prefix` on their first line), joined."""
+  commands, current = [], None
+  for line in text.splitlines():
+    line = line.strip()
+    if current is None and line.startswith(prefix + "python -m t5x."):
+      current = line[len(prefix):]
+    elif current is not None:
+      current += " " + line
+    if current is not None and not current.endswith("\\"):
+      commands.append(" ".join(current.replace("\\", " ").split()))
+      current = None
+  return commands
+
+
+def test_readme_t5x_commands_are_the_smoke_scripts():
+  """scripts/t5x_smoke.sh runs exactly the README's t5x commands (and nothing else)."""
+  with open(os.path.join(REPO, "README.md")) as f:
+    readme = _t5x_commands(f.read(), "")
+  with open(os.path.join(REPO, "scripts", "t5x_smoke.sh")) as f:
+    script = [c for c in _t5x_commands(re.sub(r"^step \w+ ", "", f.read(), flags=re.M), "")]
+  assert len(script) == 5 and [c.split()[2] for c in script] == [
+      "t5x.train", "t5x.train", "t5x.eval", "t5x.infer", "t5x.train"]
+  assert readme == script
+
+
 # ---------------------------------------------------------------------------
 # With t5x installed.
 # ---------------------------------------------------------------------------
 
+# The 14 configurations driven through t5x: HyperPrompt share/sep/global x placement
+# encoder/decoder/both, vanilla T5 and the four baselines.
 T5X_CONFIGS = {
     **{f"hyperprompt_{v}_{p}": dict(hyperprompt_variant=v, hyperprompt_placement=p)
-       for v, p in (("share", "encoder"), ("sep", "decoder"), ("global", "both"))},
+       for v in ("share", "sep", "global") for p in ("encoder", "decoder", "both")},
+    "vanilla": dict(hyperprompt_variant="none"),
     **{k: v for k, v in CONFIGS.items() if not k.startswith("hyperprompt")},
 }
+T5X_BEAMS = (2, 3, 4)
+CONDITIONING_TOPS = ("hyperprompt", "prefix_tuning", "prompt_tuning", "adapters", "hyperformer")
 
 
 def _t5x():
@@ -231,15 +267,20 @@ def t5x_factor_rules():
   return rules
 
 
-def _rescore(model, params, enc, decodes, filled):
+def _upto_eos(tokens):
+  """Mask `[..., L]` of the tokens up to and including the first EOS (t5x pads after it)."""
+  return np.cumsum(np.cumsum(np.asarray(tokens) == 1, axis=-1), axis=-1) <= 1
+
+
+def _rescore(score_fn, enc, decodes, filled):
   """t5x `score_batch` of each decode, up to and including its first EOS: `[B, k]`.
 
-  `filled` `[B, k]` marks the decodes that hold a sequence (the others are t5x's
-  all-zero placeholders).
+  `score_fn(batch)` is the model's jitted `score_batch`; `filled` `[B, k]` marks the
+  decodes that hold a sequence (the others are t5x's all-zero placeholders).
   """
   b, k, length = decodes.shape
   flat = np.asarray(decodes).reshape(b * k, length)
-  upto = np.cumsum(np.cumsum(flat == 1, axis=1), axis=1) <= 1
+  upto = _upto_eos(flat)
   targets = np.where(upto, flat, 0)
   assert not (upto & (targets == 0))[np.asarray(filled).reshape(-1)].any(), (
       "a pad id was decoded before EOS")
@@ -249,7 +290,31 @@ def _rescore(model, params, enc, decodes, filled):
       "decoder_target_tokens": jnp.asarray(targets),
       "decoder_loss_weights": jnp.asarray(upto, jnp.float32),
   }
-  return np.asarray(model.score_batch(params, batch)).reshape(b, k)
+  return np.asarray(score_fn(batch)).reshape(b, k)
+
+
+def _t5x_initial_params(model, batch):
+  """t5x `get_initial_variables` (float all-ones inputs), compiled: `(params, params_axes)`."""
+  shapes = {k: v.shape for k, v in batch.items()}
+  variables = helpers.fast_jit(
+      lambda rng: flax.core.unfreeze(model.get_initial_variables(rng, shapes)))(
+          jax.random.PRNGKey(0))
+  return variables["params"], variables["params_axes"]
+
+
+def _beam_search(model, params, batch, beams):
+  """t5x beam search without length penalty, every beam returned: `(decodes, scores)`."""
+  decodes, aux = helpers.fast_jit(lambda p, b: model.predict_batch_with_aux(
+      p, b, num_decodes=beams, return_all_decodes=True, decoder_params={"alpha": 0.0}))(
+          params, batch)
+  return np.asarray(decodes), np.asarray(aux["scores"])
+
+
+def _conditioning_tops(name):
+  """The top-level parameter groups configuration `name` adds to T5 (none for vanilla)."""
+  if name == "vanilla":
+    return set()
+  return {"hyperprompt"} if name.startswith("hyperprompt") else {name}
 
 
 @pytest.mark.parametrize("name", list(T5X_CONFIGS))
@@ -259,51 +324,78 @@ def test_stock_t5x_encoder_decoder_model(name):
   cfg = helpers.tiny_config(**T5X_CONFIGS[name])
   model = _t5x_model(cfg, decoding.beam_search)
   batch = helpers.mixed_batch(task_of_row=(0, 1, 2, 1))
-  variables = model.get_initial_variables(jax.random.PRNGKey(0),
-                                          {k: v.shape for k, v in batch.items()})
-  params = variables["params"]
-  module, ours = helpers.init_params(cfg)
-  assert jax.tree_util.tree_structure(flax.core.unfreeze(params)) == \
-      jax.tree_util.tree_structure(flax.core.unfreeze(ours["params"]))
-  assert set(helpers.flat(variables["params_axes"])) == {k + "_axes" for k in helpers.flat(params)}
+  params, params_axes = _t5x_initial_params(model, batch)
+  module = network.Transformer(config=cfg)
+  ours = jax.eval_shape(lambda: helpers.init_params(cfg)[1]["params"])
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
+      flax.core.unfreeze(ours))
+  assert set(helpers.flat(params_axes)) == {k + "_axes" for k in helpers.flat(params)}
+  tops = {k.split("/")[0] for k in helpers.flat(params)}
+  assert tops & set(CONDITIONING_TOPS) == _conditioning_tops(name)
 
-  # loss_fn and score_batch against our own forward pass.
-  log_probs = jax.nn.log_softmax(helpers.forward(module, params, batch))
-  token_lp = jnp.take_along_axis(log_probs, batch["decoder_target_tokens"][..., None], -1)[..., 0]
-  want = np.asarray((token_lp * batch["decoder_loss_weights"]).sum(-1))
-  loss, _ = model.loss_fn(params, batch, dropout_rng=None)
-  np.testing.assert_allclose(loss, -want.sum(), rtol=1e-5)
-  np.testing.assert_allclose(model.score_batch(params, batch), want, rtol=1e-5)
+  # loss_fn and score_batch against our own forward pass, in one program.
+  def losses(params, batch):
+    log_probs = jax.nn.log_softmax(helpers.forward(module, params, batch))
+    token_lp = jnp.take_along_axis(log_probs, batch["decoder_target_tokens"][..., None],
+                                   -1)[..., 0]
+    want = (token_lp * batch["decoder_loss_weights"]).sum(-1)
+    loss, _ = model.loss_fn(params, batch, dropout_rng=None)
+    return want, loss, model.score_batch(params, batch)
+  want, loss, scores = helpers.fast_jit(losses)(params, batch)
+  np.testing.assert_allclose(loss, -np.asarray(want).sum(), rtol=1e-5)
+  np.testing.assert_allclose(scores, want, rtol=1e-5)
 
   # Beam search (no length penalty): every returned score is the sequence's log-prob.
   enc = batch["encoder_input_tokens"]
-  for beams in (2, 4):
-    decodes, aux = model.predict_batch_with_aux(params, batch, num_decodes=beams,
-                                                return_all_decodes=True,
-                                                decoder_params={"alpha": 0.0})
+  score_fn = helpers.fast_jit(model.score_batch)
+  for beams in T5X_BEAMS:
+    decodes, scores = _beam_search(model, params, batch, beams)
     assert decodes.shape == (4, beams, batch["decoder_input_tokens"].shape[1])
-    scores = np.asarray(aux["scores"])
     filled = scores > -1e6  # t5x leaves unfilled finished slots at NEG_INF with zeros
     assert filled[:, -1].all()
-    rescored = _rescore(model, params, enc, decodes, filled)
+    assert (np.diff(scores, axis=1) >= 0).all()  # t5x sorts the beams, best last
+    rescored = _rescore(lambda b: score_fn(params, b), enc, decodes, filled)
     np.testing.assert_allclose(scores[filled], rescored[filled], atol=1e-4, rtol=1e-4)
 
   # temperature_sample with topk=1 is greedy: same tokens as our greedy decoder.
   sampler = _t5x_model(cfg, decoding.temperature_sample)
-  greedy, _ = sampler.predict_batch_with_aux(params, batch, decoder_params={"topk": 1})
-  ours_greedy, _ = hp_models.EncoderDecoderModel(
-      module, sampler.input_vocabulary, sampler.output_vocabulary).predict_batch_with_aux(
-          params, batch)
-  greedy, ours_greedy = np.asarray(greedy), np.asarray(ours_greedy)
-  upto = np.cumsum(np.cumsum(greedy == 1, axis=1), axis=1) <= 1  # t5x pads after EOS
+  greedy, _ = helpers.fast_jit(lambda p, b: sampler.predict_batch_with_aux(
+      p, b, decoder_params={"topk": 1}))(params, batch)
+  ours_model = hp_models.EncoderDecoderModel(module, sampler.input_vocabulary,
+                                             sampler.output_vocabulary)
+  ours_greedy, _ = helpers.fast_jit(ours_model.predict_batch_with_aux)(params, batch)
+  upto = _upto_eos(greedy)
   np.testing.assert_array_equal(np.where(upto, greedy, 0), np.where(upto, ours_greedy, 0))
   # Sampling two sequences per example: scores are their log-probs.
-  samples, aux = sampler.predict_batch_with_aux(
-      params, batch, rng=jax.random.PRNGKey(3), num_decodes=2, return_all_decodes=True,
-      decoder_params={"topk": 0, "temperature": 1.0})
-  np.testing.assert_allclose(aux["scores"], _rescore(sampler, params, enc, samples,
-                                                     np.ones((4, 2), bool)),
-                             atol=1e-4, rtol=1e-4)
+  samples, aux = helpers.fast_jit(lambda p, b, rng: sampler.predict_batch_with_aux(
+      p, b, rng=rng, num_decodes=2, return_all_decodes=True,
+      decoder_params={"topk": 0, "temperature": 1.0}))(params, batch, jax.random.PRNGKey(3))
+  score_fn = helpers.fast_jit(sampler.score_batch)
+  np.testing.assert_allclose(
+      aux["scores"], _rescore(lambda b: score_fn(params, b), enc, np.asarray(samples),
+                              np.ones((4, 2), bool)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(T5X_CONFIGS))
+def test_stock_t5x_model_in_bfloat16(name):
+  """bfloat16 activations (params float32, as t5x trains): beam scores are log-probs."""
+  _, decoding, _, _, _ = _t5x()
+  cfg = helpers.tiny_config(dtype="bfloat16", **T5X_CONFIGS[name])
+  model = _t5x_model(cfg, decoding.beam_search)
+  batch = helpers.mixed_batch(task_of_row=(0, 1, 2, 1))
+  params, _ = _t5x_initial_params(model, batch)
+  assert {np.asarray(v).dtype for v in helpers.flat(params).values()} == {np.dtype("float32")}
+  score_fn = helpers.fast_jit(model.score_batch)
+  loss, _ = helpers.fast_jit(lambda p, b: model.loss_fn(p, b, dropout_rng=None))(params, batch)
+  np.testing.assert_allclose(loss, -np.asarray(score_fn(params, batch)).sum(), rtol=1e-2)
+  decodes, scores = _beam_search(model, params, batch, 3)
+  filled = scores > -1e6
+  assert filled[:, -1].all() and np.isfinite(scores[filled]).all()
+  assert (np.diff(scores, axis=1) >= 0).all()
+  # The same model's bfloat16 score_batch of the returned sequences, to bfloat16 precision.
+  rescored = _rescore(lambda b: score_fn(params, b), batch["encoder_input_tokens"], decodes,
+                      filled)
+  np.testing.assert_allclose(scores[filled], rescored[filled], atol=5e-2, rtol=2e-2)
 
 
 def test_t5x_partitioner_and_adafactor_accept_our_axes():
@@ -322,9 +414,9 @@ def test_t5x_partitioner_and_adafactor_accept_our_axes():
     state = train_state.FlaxOptimTrainState.create(model.optimizer_def, variables)
     mesh_axes = helpers.flat(partitioner.get_mesh_axes(state).state_dict()["target"])
     assert set(mesh_axes) == set(helpers.flat(variables["params"])), name
-    top = "hyperprompt" if name.startswith("hyperprompt") else name
-    conditioning = {k: v for k, v in mesh_axes.items() if k.split("/")[0] == top}
-    assert conditioning, name
+    tops = _conditioning_tops(name)
+    conditioning = {k: v for k, v in mesh_axes.items() if k.split("/")[0] in tops}
+    assert bool(conditioning) == bool(tops), name
     for path, spec in conditioning.items():
       assert spec is None or all(a is None for a in spec), (path, spec)  # replicated
     assert mesh_axes["decoder/layers_0/mlp/wi_0/kernel"] == jax.sharding.PartitionSpec(

@@ -259,7 +259,9 @@ class HyperPrompt(nn.Module):
       g_up, base_up = Generator(b, d, "prompt_bottleneck", "prompt_embed", 2.0 / b,
                                 use_bias=bias, name=f"{kind}_up_generator")(
                                     cfg.layer_task_dim)
-      # Never materialise the [T, M', d, b] generated weights: contract P with G first.
+      # opt_einsum picks the contraction order with the fewest FLOPs: at T5.1.1-base sizes
+      # it contracts P with G first and never forms the [T, M', d, b] generated weights; at
+      # T5.1.1-small sizes it forms them (see the jaxpr; docs/method.md).
       hidden = jnp.einsum("tmj,tld,jdb->tmlb", layer_task, prompts, g_down,
                           optimize="optimal")
       if base_down is not None:

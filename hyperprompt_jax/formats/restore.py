@@ -46,6 +46,7 @@ import numpy as np
 
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import network
+from hyperprompt_jax import run_dir
 from hyperprompt_jax.formats import hf
 from hyperprompt_jax.formats import scan
 from hyperprompt_jax.formats import t5x
@@ -61,8 +62,9 @@ def _matches(patterns: Sequence[str], key: str) -> bool:
 
 def resolve_checkpoint(path: str) -> Tuple[str, str]:
   """`(kind, location)`: kind 'orbax' (location: the `state` item folder),
-  'legacy' (the msgpack file) or 'hf' (the Hugging Face folder)."""
-  path = os.fspath(path)
+  'legacy' (the msgpack file) or 'hf' (the Hugging Face folder); location is absolute
+  (a relative `path` is taken from the working directory: Orbax reads absolute paths only)."""
+  path = run_dir.absolute_path(os.fspath(path))
   if not os.path.exists(path):
     raise CheckpointError(f"checkpoint path does not exist: {path}")
   if os.path.isfile(path):
