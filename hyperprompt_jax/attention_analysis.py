@@ -30,15 +30,19 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import gin
 import seqio
 
+from hyperprompt_jax import data as data_lib
+from hyperprompt_jax import gin_utils
+from hyperprompt_jax import launch
 from hyperprompt_jax import layers
+from hyperprompt_jax import t5x_checkpoints
+from hyperprompt_jax import train as train_lib
 
 SELF_ATTENTION_NAMES = ("attention", "self_attention")
 
@@ -156,12 +160,6 @@ def plot(results: Dict[str, Dict[str, List[float]]], path: str, title: str = "")
 def analyse(gin_files: Sequence[str], gin_bindings: Sequence[str], checkpoint: str,
             num_examples: int = 100, split: str = "validation") -> Dict[str, List[float]]:
   """Configures the model from gin (as the launcher does), restores `checkpoint`, measures."""
-  import gin  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import gin_utils  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import launch  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import t5x_checkpoints  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  from hyperprompt_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   launch.configurable_entry_point(train_lib.train)  # gin files bind train_script.train
   args = launch.parse_args([f"--gin_file={f}" for f in gin_files] +
                            [f"--gin_bindings={b}" for b in gin_bindings])
@@ -219,4 +217,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+  launch.quiet_tensorflow()
   sys.exit(main())
