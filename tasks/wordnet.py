@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import seqio
 import tensorflow as tf
 
+from hyperprompt_jax import run_dir
 from hyperprompt_tasks import metrics
 from hyperprompt_tasks import postprocessors
 from hyperprompt_tasks import registry
@@ -253,10 +254,7 @@ def _all_examples(key: str) -> Dict[str, Dict[str, Tuple[Example, ...]]]:
       saved = json.load(f)
     return {k: {s: tuple(tuple(e) for e in v) for s, v in d.items()} for k, d in saved.items()}
   out = _build_examples(wordnet_data.load_wordnet())
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(out, f)
-  os.replace(path + ".tmp", path)
+  run_dir.write_json(path, out, indent=None, sort_keys=False)  # atomic, per-process temp name
   return out
 
 
