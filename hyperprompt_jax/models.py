@@ -169,11 +169,17 @@ class EncoderDecoderModel:
 
   # -- inference ------------------------------------------------------------
   def _init_cache(self, params, encoder_input_tokens: Array, max_decode_length: int):
+    """The decode cache of `encoder_input_tokens [B, Le]`'s examples.
+
+    Unlike t5x, which initialises it from all-ones inputs, this passes the real
+    encoder inputs, so the decoder's task conditioning (the hyper-prompts) is
+    computed here, once per decode call, and never inside a decode step
+    (`network.Transformer._decoder_conditioning`).
+    """
     batch_size = encoder_input_tokens.shape[0]
     dec_shape = (batch_size, max_decode_length)
     _, variables = self.module.apply(
-        {"params": params}, jnp.ones(encoder_input_tokens.shape, encoder_input_tokens.dtype),
-        jnp.ones(dec_shape, jnp.int32), jnp.ones(dec_shape, jnp.int32), decode=True,
+        {"params": params}, encoder_input_tokens, jnp.ones(dec_shape, jnp.int32), jnp.ones(dec_shape, jnp.int32), decode=True,
         enable_dropout=False, mutable=["cache"])
     return variables["cache"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+import flax
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -148,6 +149,9 @@ class T5Config:
   param_scan_axis: int = 1
 
 REMAT_POLICIES = ("none", "minimal", "full")
+# Name, in the `cache` collection, of the decoder's per-example conditioning in cached
+# decoding (`Transformer._decoder_conditioning`).
+DECODE_CACHE = "decoder_conditioning"
 
 
 def validate_config(config: T5Config) -> None:
@@ -441,6 +445,68 @@ class Transformer(nn.Module):
       return None
     return module(self.task_ids(encoder_input_tokens))
 
+  def _fresh_decoder_conditioning(self, encoder_input_tokens: Array
+                                  ) -> Tuple[Prefixes, AdapterWeights]:
+    """The decoder's prefixes and adapter weights, computed from the parameters."""
+    return (self._prefixes(encoder_input_tokens, "decoder"),
+            self._adapters(encoder_input_tokens, "decoder"))
+
+  def _decoder_conditioning(self, encoder_input_tokens: Array, decode: bool
+                            ) -> Tuple[Prefixes, AdapterWeights]:
+    """The decoder's per-example conditioning; in cached decoding, computed once per call.
+
+    With `decode=True` the prefixes / adapter weights (`[B, M, ...]`) live in the
+    `cache` collection under `DECODE_CACHE` next to the task ids `[B]` they were
+    computed for. The call that initialises the cache computes them; a decode step
+    reuses them unless its examples' task ids differ from the stored ones (then it
+    recomputes them, inside a `lax.cond`, once). t5x initialises the cache from
+    dummy all-ones inputs, so under t5x the first step computes them; with
+    `models.EncoderDecoderModel`, which initialises the cache from the real
+    inputs, no step evaluates the hypernetworks. Every leaf has the batch axis
+    where t5x's beam search expects it (`cache_offset`: axis 0, or axis 1 after
+    a leading layer axis with `scan_layers`), so beam expansion and beam
+    reordering keep each row with its task.
+    """
+    cfg = self.config
+    method = conditioning_lib.active(cfg)
+    if not decode or method is None or method.seam == "input" or not method.decode_cache:
+      return self._fresh_decoder_conditioning(encoder_input_tokens)
+    task_ids = self.task_ids(encoder_input_tokens)
+    num_layers = cfg.num_decoder_layers
+    to_cache, from_cache = ((_layers_first, _layers_first) if cfg.scan_layers
+                            else (lambda tree: tree, lambda tree: tree))
+    stored_ids = lambda ids: jnp.broadcast_to(ids, (num_layers,) + ids.shape) if (
+        cfg.scan_layers) else ids
+
+    def pack(conditioning):
+      prefixes, adapters = conditioning
+      tree = {"task_ids": stored_ids(task_ids)}
+      if prefixes is not None:
+        tree["prefix_key"], tree["prefix_value"] = to_cache(prefixes)
+      if adapters is not None:
+        tree["adapters"] = to_cache(dict(adapters))
+      return tree
+
+    def unpack(tree) -> Tuple[Prefixes, AdapterWeights]:
+      prefixes = None
+      if "prefix_key" in tree:
+        prefixes = from_cache((tree["prefix_key"], tree["prefix_value"]))
+      adapters = from_cache(tree["adapters"]) if "adapters" in tree else None
+      return prefixes, adapters
+
+    if not self.has_variable("cache", DECODE_CACHE):  # cache initialisation
+      tree = pack(self._fresh_decoder_conditioning(encoder_input_tokens))
+    else:
+      stored = flax.core.unfreeze(self.get_variable("cache", DECODE_CACHE))
+      ids = stored["task_ids"][0] if cfg.scan_layers else stored["task_ids"]
+      tree = nn.cond(
+          jnp.all(ids == task_ids),
+          lambda module, tokens, tree: tree,
+          lambda module, tokens, tree: pack(module._fresh_decoder_conditioning(tokens)),
+          self, encoder_input_tokens, stored)
+    self.put_variable("cache", DECODE_CACHE, tree)
+    return unpack(tree)
+
   def _encoder_valid(self, encoder_input_tokens: Array, encoder_segment_ids=None,
                      prompt_rows: int = 0) -> Array:
     """Which encoded rows are real, `[B, Le]` (`[B, l + Le]` with `l` input-seam rows)."""
@@ -503,13 +569,13 @@ class Transformer(nn.Module):
           encoder_decoder_mask,
           layers.make_attention_mask(decoder_segment_ids, encoder_segment_ids, jnp.equal,
                                      dtype=cfg.dtype))
+    prefixes, adapters = self._decoder_conditioning(encoder_input_tokens, decode)
     return self.decoder(
         encoded, decoder_input_tokens=decoder_input_tokens,
         decoder_positions=decoder_positions, decoder_mask=decoder_mask,
         encoder_decoder_mask=encoder_decoder_mask, deterministic=not enable_dropout,
-        decode=decode, max_decode_length=max_decode_length,
-        prefixes=self._prefixes(encoder_input_tokens, "decoder"),
-        adapters=self._adapters(encoder_input_tokens, "decoder"))
+        decode=decode, max_decode_length=max_decode_length, prefixes=prefixes,
+        adapters=adapters)
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
                encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None,

@@ -1,4 +1,5 @@
 """The Transformer's t5x contract, HyperPrompt wiring and decoding."""
+import functools
 import itertools
 
 import jax
@@ -11,6 +12,7 @@ from hyperprompt_jax import network
 from hyperprompt_jax.conditioning import hyperprompt as hyperprompt_lib
 
 import helpers
+from conditioning import conditioning_testlib as lib
 
 VARIANTS = ("none", "share", "sep", "global")
 PLACEMENTS = ("encoder", "decoder", "both")
@@ -280,3 +282,66 @@ def test_one_hot_and_gathered_embeddings_agree():
   for name in grads_a:
     np.testing.assert_allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5,
                                err_msg=name)
+
+
+# Methods whose decoder conditioning is computed from parameters (hypernetworks, the
+# reparametrisation MLP, gathered prefixes), cached once per decode call.
+DECODE_CACHED = {
+    "hyperprompt_share": dict(hyperprompt_variant="share"),
+    "hyperprompt_sep": dict(hyperprompt_variant="sep"),
+    "hyperprompt_global": dict(hyperprompt_variant="global"),
+    "prefix_tuning": dict(conditioning="prefix_tuning", hyperprompt_variant="none",
+                          prefix_length=3, prefix_reparam_hidden_dim=8),
+    "hyperformer": dict(conditioning="hyperformer", hyperprompt_variant="none",
+                        adapter_bottleneck_dim=3),
+}
+
+
+def _decode_with_step_params(module, init_params, cache_tokens, first_params, rest_params,
+                             enc, dec_in):
+  """Cached decoding: the cache initialised with `init_params` from `cache_tokens`, the
+  first step run with `first_params` and every later step with `rest_params`."""
+  b, length = dec_in.shape
+  _, variables = module.apply({"params": init_params}, cache_tokens, jnp.ones((b, length), jnp.int32),
+                              jnp.ones((b, length), jnp.int32), decode=True, enable_dropout=False,
+                              mutable=["cache"])
+  encoded = module.apply({"params": init_params}, enc, enable_dropout=False, method=module.encode)
+
+  def step(params, cache, tok):
+    logits, new = module.apply({"params": params, "cache": cache}, encoded, enc, tok[:, None],
+                               tok[:, None], enable_dropout=False, decode=True,
+                               max_decode_length=length, mutable=["cache"],
+                               method=module.decode)
+    return new["cache"], logits[:, 0]
+
+  cache, first = step(first_params, variables["cache"], dec_in[:, 0])
+  _, rest = jax.lax.scan(lambda c, t: step(rest_params, c, t), cache, jnp.transpose(dec_in[:, 1:]))
+  return jnp.concatenate([first[:, None], jnp.moveaxis(rest, 0, 1)], axis=1)
+
+
+@pytest.mark.parametrize("name", list(DECODE_CACHED))
+def test_decode_steps_do_not_evaluate_the_conditioning(name):
+  """The decoder's prompts / generated weights are computed once per decode call.
+
+  Decode steps run with the method's parameters zeroed still give the full forward
+  pass's logits when the cache was initialised from the real inputs (as
+  `models.EncoderDecoderModel` does): no step evaluates the hypernetworks. With
+  t5x's all-ones cache initialisation only the first step computes them.
+  """
+  cfg = helpers.tiny_config(**DECODE_CACHED[name])
+  module, params = lib.random_model(cfg)
+  method = cfg.conditioning
+  zeroed = {**params, method: jax.tree_util.tree_map(jnp.zeros_like, params[method])}
+  batch = helpers.mixed_batch()
+  enc, dec_in = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+  valid = np.asarray(batch["decoder_target_tokens"] > 0)
+  full = np.asarray(lib.forward_fn(module)(params, batch))
+  run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
+  ours = run(params, enc, zeroed, zeroed, enc, dec_in)
+  np.testing.assert_allclose(np.asarray(ours)[valid], full[valid], atol=1e-5, rtol=0)
+  t5x_style = run(params, jnp.ones_like(enc), params, zeroed, enc, dec_in)
+  np.testing.assert_allclose(np.asarray(t5x_style)[valid], full[valid], atol=1e-5, rtol=0)
+  # Not vacuous: a step that has to compute them (the all-ones cache init holds another
+  # task's) uses the zeroed parameters and gets other logits.
+  recomputed = run(params, jnp.ones_like(enc), zeroed, zeroed, enc, dec_in)
+  assert not np.allclose(np.asarray(recomputed)[valid], full[valid], atol=1e-3)

@@ -115,7 +115,7 @@ def test_scanned_cached_decoding_matches_the_unrolled_full_forward(method):
   np.testing.assert_allclose(np.asarray(cached)[valid], full[valid], atol=1e-5, rtol=0)
   # The cache is stacked on a leading layer axis; only decoded tokens are cached.
   for path, value in helpers.flat(cache).items():
-    assert path.startswith("decoder/layers/"), path
+    assert path.startswith(("decoder/layers/", network.DECODE_CACHE + "/")), path
     assert value.shape[0] == config.num_decoder_layers, path
     if path.endswith("cached_key"):
       assert value.shape[1:] == (4, config.num_heads, config.head_dim, 6), path

@@ -84,6 +84,10 @@ class Method:
       (initialisers): they may change between runs in one MODEL_DIR.
     is_active: `config -> bool`; False makes the network vanilla T5
       (HyperPrompt with `hyperprompt_variant='none'`).
+    decode_cache: keep the decoder's per-example conditioning in the decode cache,
+      computed once per decode call (`network.Transformer._decoder_conditioning`);
+      False recomputes it in every step (for methods that only gather parameters
+      and whose per-example copy would be large, e.g. adapter weights).
   """
   name: str
   seam: str
@@ -95,6 +99,7 @@ class Method:
   exported_prompts: Optional[Callable[[Any], Optional[ExportedPrompts]]] = None
   runtime_fields: Tuple[str, ...] = ()
   is_active: Callable[[Any], bool] = _always
+  decode_cache: bool = True
 
 
 _METHODS: Dict[str, Method] = {}
@@ -242,7 +247,8 @@ _register("prompt_tuning", "input", prompt_tuning.PromptTuning,
           validate=prompt_tuning.validate_config, runtime_fields=_INIT_FIELDS)
 _register("adapters", "adapter", adapters.Adapters, adapters.expected_num_params,
           {"tasks": "batch", "adapter_bottleneck": "column"},
-          validate=adapters.validate_config, runtime_fields=("adapter_init_stddev",))
+          validate=adapters.validate_config, runtime_fields=("adapter_init_stddev",),
+          decode_cache=False)
 _register("hyperformer", "adapter", hyperformer.HyperFormer, hyperformer.expected_num_params,
           {"tasks": "batch", "task_embed": "batch", "task_mlp": "none",
            "adapter_bottleneck": "column", "adapter_blocks": "batch"},
