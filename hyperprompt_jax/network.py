@@ -481,8 +481,9 @@ class Transformer(nn.Module):
     def pack(conditioning):
       prefixes, adapters = conditioning
       tree = {"task_ids": stored_ids(task_ids)}
-      if prefixes is not None:
-        tree["prefix_key"], tree["prefix_value"] = to_cache(prefixes)
+      if prefixes is not None:  # in the activation dtype, as the attention uses them
+        tree["prefix_key"], tree["prefix_value"] = to_cache(
+            tuple(p.astype(cfg.dtype) for p in prefixes))
       if adapters is not None:
         tree["adapters"] = to_cache(dict(adapters))
       return tree

@@ -4,6 +4,7 @@ gin/t5x/ files are parsed against stand-in t5x modules (t5x is not installed): t
 stand-ins only have the signatures of the t5x objects the files bind, so a typo in a
 file, a wrong parameter name, or a broken reference to our code still fails here.
 """
+import dataclasses
 import enum
 import glob
 import importlib.util
@@ -14,6 +15,7 @@ import sys
 import types
 
 import gin
+import jax.numpy as jnp
 import pytest
 
 from hyperprompt_jax import data as data_lib
@@ -89,6 +91,22 @@ def test_partitioning_files(name):
          RUN_MACROS + ["NUM_PARTITIONS = 4", "probe.partitioner = @partitioning.Partitioner()"])
   mesh = probe()["partitioner"].mesh
   assert mesh.axis_names == ("data", "model") and mesh.devices.size == 8
+
+
+PRECISIONS = {"precision/bf16.gin": jnp.bfloat16}  # file -> the activation dtype it sets
+
+
+@pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("precision/")])
+def test_precision_files(name):
+  """A precision file changes the activation dtype of the run file before it, nothing else."""
+  configs = []
+  for files in (["testing/tiny_offline.gin"], ["testing/tiny_offline.gin", name]):
+    _parse(files, ["MODEL_DIR = '/tmp/unused'", "probe.model = %MODEL"])
+    configs.append(_check_model(probe()["model"]))
+  f32, changed = configs
+  assert jnp.dtype(f32.dtype) == jnp.float32
+  assert jnp.dtype(changed.dtype) == PRECISIONS[name]
+  assert dataclasses.replace(changed, dtype=f32.dtype) == f32
 
 
 @pytest.mark.parametrize("name", [f for f in ALL_FILES if f.startswith("runs/")])
@@ -399,7 +417,7 @@ def test_t5x_job_file_names_do_not_collide_with_t5x(monkeypatch):
 
 def test_every_gin_file_is_covered():
   covered = {f for f in ALL_FILES if f.split("/")[0] in
-             ("models", "conditioning", "optimizers", "partitioning", "runs")}
+             ("models", "conditioning", "optimizers", "partitioning", "precision", "runs")}
   covered |= {"t5x/model.gin", "t5x/task_conditioned_finetune.gin",
               "t5x/train_conditioning_only.gin"}
   covered |= set(T5X_JOBS) | {"t5x/offline_mixture.gin"}  # with t5x itself (above)
