@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo bench quality offline_quality adaptation clean
+.PHONY: install test demo bench profile precision quality offline_quality adaptation clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Op-level profile of the train step (forward / backward / optimizer) -> bench/profile.md.
+profile: install
+	$(PY) -m bench.profile
+
+# 200 steps on the offline mixture, float32 vs gin/precision/bf16.gin -> bench/precision.md.
+precision: install
+	$(PY) -m bench.precision
 
 # Real-data quality (docs/wordnet.md): WordNet 3.0 (installed with apt when missing and run
 # as root, else the error says how to get it), the span-corruption pretraining of the small

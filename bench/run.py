@@ -83,6 +83,9 @@ def methods() -> Dict[str, Dict[str, Any]]:
   # the setting of HF PEFT's prefix tuning.
   out["hyperprompt_global_frozen_backbone"] = dict(out["hyperprompt_global"],
                                                    _trainable="hyperprompt")
+  # Mixed precision (gin/precision/bf16.gin): bfloat16 activations, float32 params/state.
+  out["vanilla_bf16"] = dict(out["vanilla"], dtype=jnp.bfloat16)
+  out["hyperprompt_global_bf16"] = dict(out["hyperprompt_global"], dtype=jnp.bfloat16)
   if "prefix_tuning" in out:
     # PEFT's prefixes for T5 reach the decoder's self-attention only (its past_key_values).
     out["prefix_tuning_frozen_backbone"] = dict(out["prefix_tuning"], prefix_placement="decoder",
@@ -183,7 +186,7 @@ def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
     peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
                - mem.alias_size_in_bytes)
   return {"run": run, "compile_s": compile_s, "flops": float(cost.get("flops", float("nan"))),
-          "peak_bytes": peak, "params": n_params}
+          "peak_bytes": peak, "params": n_params, "hlo_text": compiled.as_text()}
 
 
 def phase_times(cfg: network.T5Config, shapes: Shapes) -> Dict[str, float]:
@@ -219,10 +222,34 @@ def time_interleaved(runners: Dict[str, Callable[[], Any]], steps: int) -> Dict[
   return {name: statistics.median(t) for name, t in times.items()}
 
 
-def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
-  """Measured f32 matmul FLOP/s on this machine (best of `steps`)."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+# Dense (no sparsity) peak TFLOP/s per chip from the vendors' data sheets, by a substring of
+# `jax.Device.device_kind`: (bfloat16, float32 matmuls). On NVIDIA GPUs from Ampere on,
+# XLA runs float32 matmuls on TF32 tensor cores at JAX's default precision, so their
+# float32 peak is the TF32 one. First match wins (longer names first).
+PEAK_TFLOPS = (
+    ("H200", (989.0, 494.5)), ("H100", (989.0, 494.5)), ("GH200", (989.0, 494.5)),
+    ("B200", (2250.0, 1100.0)), ("A100", (312.0, 156.0)), ("A10", (125.0, 62.5)),
+    ("L40S", (362.0, 183.0)), ("L4", (121.0, 60.0)), ("V100", (125.0, 15.7)),
+    ("T4", (65.0, 8.1)),
+    ("TPU v6", (918.0, 918.0)), ("TPU v5p", (459.0, 459.0)), ("TPU v5", (197.0, 197.0)),
+    ("TPU v4", (275.0, 275.0)), ("TPU v3", (123.0, 123.0)),
+)
+
+
+def device_peak_flops(dtype: Any) -> Optional[float]:
+  """Data-sheet peak FLOP/s of `jax.devices()[0]` for `dtype` matmuls (None: not listed,
+  e.g. a CPU, whose peak is measured instead)."""
+  kind = jax.devices()[0].device_kind
+  for name, (bf16, f32) in PEAK_TFLOPS:
+    if name.lower() in kind.lower():
+      return 1e12 * (bf16 if jnp.dtype(dtype) == jnp.bfloat16 else f32)
+  return None
+
+
+def matmul_peak_flops(n: int = 2048, steps: int = 10, dtype: Any = jnp.float32) -> float:
+  """Measured `dtype` matmul FLOP/s on this machine (best of `steps`)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
   mm = jax.jit(jnp.matmul)
   jax.block_until_ready(mm(a, b))
   return 2 * n ** 3 / min(timed(lambda: mm(a, b), steps))
@@ -251,6 +278,10 @@ def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
   }
   exp_cfg, exp_params = export.export_prompts(glob_cfg, glob_params)
   runners["exported_prompts"] = prepare_decode(exp_cfg, shapes, params=exp_params)
+  # Prefix-Tuning (its reparametrisation MLP) at the same prefix length as the prompts.
+  runners["prefix_tuning"] = prepare_decode(
+      make_config(shapes, conditioning="prefix_tuning", hyperprompt_variant="none",
+                  prefix_length=HYPERPROMPT["prompt_length"]), shapes)
   seconds = time_interleaved(runners, repeats)
   return {name: {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
           for name, t in seconds.items()}
@@ -356,18 +387,24 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
       f"Machine: {results['machine']}  ",
       f"Shapes: d_model {s['emb']}, {s['layers']}+{s['layers']} layers, {s['heads']} heads x "
       f"{s['head_dim']}, d_ff {s['mlp']}, vocab {s['vocab']}; batch {s['batch']}, "
-      f"{s['input_len']} input / {s['target_len']} target tokens; f32; {results['threads']} "
+      f"{s['input_len']} input / {s['target_len']} target tokens; f32 (rows `*_bf16`: "
+      f"bfloat16 activations, f32 parameters and optimizer state); {results['threads']} "
       f"threads; median of {s['steps']} steps after compile, methods timed round-robin "
       "(one step of each per round) so machine-load changes hit all alike.", "",
       "## Train step per method", "",
       "| method | step (s) | / vanilla | params | added % | peak memory (MiB) | GFLOP/step | "
-      "FLOP/s / matmul peak |", "|---|---|---|---|---|---|---|---|"]
+      "MFU |", "|---|---|---|---|---|---|---|---|"]
   for name, r in results["methods"].items():
     mem = f"{r['peak_bytes'] / 2**20:.0f}" if r.get("peak_bytes") else "n/a"
     lines.append(
         f"| {name} | {r['step_s']:.3f} | {r['train_ratio_vs_vanilla']:.3f} | {r['params']:,} | "
         f"{r['added_pct']:.3f} | {mem} | {r['flops'] / 1e9:.1f} | {r['mfu']:.2f} |")
-  lines += ["", f"Measured f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s. "
+  lines += ["", f"Measured matmul peak: f32 {results['matmul_peak_gflops']:.1f}, bf16 "
+            f"{results.get('bf16_matmul_peak_gflops', float('nan')):.1f} GFLOP/s; the last "
+            f"column (MFU) is each row's FLOP/s over the {results.get('peak_source', 'measured')} "
+            f"peak of its activation dtype ({results.get('device_kind', '')}: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in results.get("peak_gflops", {}).items())
+            + " GFLOP/s). "
             "Every method embeds tokens by gathering rows (`one_hot_embedding=False`, as "
             "HF does); `vanilla_one_hot_embedding` is t5x's one-hot matmul (its TPU choice). "
             "`*_frozen_backbone`: only the conditioning parameters are differentiated and "
@@ -421,8 +458,19 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
   lines.append(f"Greedy decoding of the whole batch ({s['batch']} x {s['target_len']} tokens, "
                "fixed length), timed round-robin like the train steps. `exported_prompts`: the "
                "HyperPrompt-Global model after `export.export_prompts` (hypernetworks "
-               "dropped, per-task per-layer prompts kept).")
+               "dropped, per-task per-layer prompts kept); `prefix_tuning`: Prefix-Tuning "
+               "with its MLP reparametrisation at the same prefix length. Every prefix method "
+               "computes the decoder's prefixes once per decode call (kept in the cache).")
   return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+  """This machine in words: CPU threads, JAX version, backend and device kind."""
+  threads = os.cpu_count() or 1
+  device = jax.devices()[0]
+  kind = "" if device.platform == "cpu" else f" ({device.device_kind})"
+  return (f"{platform.machine()} {platform.processor() or ''} {threads} CPU threads, "
+          f"jax {jax.__version__} on {jax.default_backend()}{kind}").strip()
 
 
 def main(argv: List[str]) -> int:
@@ -432,6 +480,9 @@ def main(argv: List[str]) -> int:
   parser.add_argument("--out_dir", default=HERE)
   parser.add_argument("--steps", type=int, default=None)
   parser.add_argument("--skip_hf", action="store_true")
+  parser.add_argument("--methods", default=None,
+                      help="comma-separated train-step rows to run (default: all; "
+                           "'vanilla' is always included)")
   args = parser.parse_args(argv)
   shapes = dataclasses.replace(QUICK if args.quick else Shapes())
   if args.steps:
@@ -439,13 +490,32 @@ def main(argv: List[str]) -> int:
   threads = os.cpu_count() or 1
   results: Dict[str, Any] = {
       "shapes": dataclasses.asdict(shapes), "threads": threads,
-      "machine": f"{platform.machine()} {platform.processor() or ''} {threads} CPU threads, "
-                 f"jax {jax.__version__} on {jax.default_backend()}".strip(),
+      "machine": machine(),
       "methods": {}, "decode": {}}
   results["matmul_peak_gflops"] = matmul_peak_flops() / 1e9
-  print(f"f32 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s", flush=True)
+  results["bf16_matmul_peak_gflops"] = matmul_peak_flops(dtype=jnp.bfloat16) / 1e9
+  results["device_kind"] = jax.devices()[0].device_kind
+  # MFU is against the data-sheet peak of a known accelerator, else the measured peak.
+  peaks = {}
+  for dtype, measured in ((jnp.float32, results["matmul_peak_gflops"]),
+                          (jnp.bfloat16, results["bf16_matmul_peak_gflops"])):
+    sheet = device_peak_flops(dtype)
+    peaks[jnp.dtype(dtype).name] = sheet if sheet is not None else measured * 1e9
+  results["peak_gflops"] = {k: v / 1e9 for k, v in peaks.items()}
+  results["peak_source"] = ("data sheet" if device_peak_flops(jnp.float32) is not None
+                            else "measured matmul")
+  print(f"matmul peak measured: f32 {results['matmul_peak_gflops']:.1f}, bf16 "
+        f"{results['bf16_matmul_peak_gflops']:.1f} GFLOP/s; MFU against "
+        f"{results['peak_source']} {results['peak_gflops']}", flush=True)
   prepared = {}
-  for name, overrides in methods().items():
+  rows = methods()
+  if args.methods:
+    wanted = {"vanilla", *args.methods.split(",")}
+    unknown = wanted - set(rows)
+    if unknown:
+      parser.error(f"unknown --methods {sorted(unknown)}; known: {sorted(rows)}")
+    rows = {k: v for k, v in rows.items() if k in wanted}
+  for name, overrides in rows.items():
     overrides = dict(overrides)
     trainable = overrides.pop("_trainable", None)
     cfg = make_config(shapes, **overrides)
@@ -455,10 +525,12 @@ def main(argv: List[str]) -> int:
     print(f"compiled {name:22s} in {prepared[name]['compile_s']:.1f}s", flush=True)
   step_s = time_interleaved({n: p["run"] for n, p in prepared.items()}, shapes.steps)
   for name, p in prepared.items():
-    r = {k: v for k, v in p.items() if k != "run"}
+    r = {k: v for k, v in p.items() if k not in ("run", "hlo_text")}
     r["step_s"] = step_s[name]
     r["train_ratio_vs_vanilla"] = step_s[name] / step_s["vanilla"]
-    r["mfu"] = r["flops"] / r["step_s"] / (results["matmul_peak_gflops"] * 1e9)
+    r["dtype"] = jnp.dtype(make_config(shapes, **{k: v for k, v in methods()[name].items()
+                                                  if not k.startswith("_")}).dtype).name
+    r["mfu"] = r["flops"] / r["step_s"] / (results["peak_gflops"][r["dtype"]] * 1e9)
     results["methods"][name] = r
     print(f"{name:22s} step {r['step_s']:.3f}s  x{r['train_ratio_vs_vanilla']:.3f}", flush=True)
   prepared.clear()  # free the train states before decoding
@@ -470,7 +542,7 @@ def main(argv: List[str]) -> int:
   if not args.skip_hf:
     results["hf"] = hf_bench(shapes, threads)
     print(f"HF: {results['hf']}", flush=True)
-  command = "make bench" if not args.quick else "python -m bench.run --quick"
+  command = "make bench" if not argv else "python -m bench.run " + " ".join(argv)
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
