@@ -164,10 +164,10 @@ def render_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top: int,
       "| phase | s / step | share of op time |", "|---|---|---|"]
   for p in PHASES:
     lines.append(f"| {p} | {result['phases'][p]:.3f} | {result['phases'][p] / total:.1%} |")
-  if result["phases"]["forward"]:
-    lines.append(f"\nbackward / forward = {result['phases']['backward'] / result['phases']['forward']:.2f}; "
-                 f"(forward + backward) / forward = "
-                 f"{(result['phases']['backward'] + result['phases']['forward']) / result['phases']['forward']:.2f}.")
+  forward, backward = result["phases"]["forward"], result["phases"]["backward"]
+  if forward:
+    lines.append(f"\nbackward / forward = {backward / forward:.2f}; "
+                 f"(forward + backward) / forward = {(backward + forward) / forward:.2f}.")
   lines += ["", f"## Top {top} HLO instructions by time", "",
             "| # | phase | ms / step | share | instruction | opcode | output shape | JAX op |",
             "|---|---|---|---|---|---|---|---|"]

@@ -179,8 +179,8 @@ class EncoderDecoderModel:
     batch_size = encoder_input_tokens.shape[0]
     dec_shape = (batch_size, max_decode_length)
     _, variables = self.module.apply(
-        {"params": params}, encoder_input_tokens, jnp.ones(dec_shape, jnp.int32), jnp.ones(dec_shape, jnp.int32), decode=True,
-        enable_dropout=False, mutable=["cache"])
+        {"params": params}, encoder_input_tokens, jnp.ones(dec_shape, jnp.int32),
+        jnp.ones(dec_shape, jnp.int32), decode=True, enable_dropout=False, mutable=["cache"])
     return variables["cache"]
 
   def predict_batch_with_aux(self, params, batch: Batch, rng: Optional[jax.Array] = None,

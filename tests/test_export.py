@@ -98,7 +98,9 @@ def _decode_step_flops(cfg, batch_size=4, length=6, enc_len=9):
 
 def test_decode_step_costs_vanilla_plus_prompt_keys():
   """Exported prompts: a decoding step costs vanilla T5 plus attention over `l` more keys
-  per prompted layer (linear in `l`); with the hypernetworks every step also re-runs them."""
+  per prompted layer (linear in `l`). With the hypernetworks the step program still holds
+  them, in the `lax.cond` that runs them only when the cached task ids differ (XLA counts
+  its FLOPs; at run time no step after the cache initialisation takes that branch)."""
   b, extra = 4, {}
   for l in (5, 10):
     cfg = _config("global", "decoder", prompt_length=l)

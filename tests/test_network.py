@@ -302,9 +302,9 @@ def _decode_with_step_params(module, init_params, cache_tokens, first_params, re
   """Cached decoding: the cache initialised with `init_params` from `cache_tokens`, the
   first step run with `first_params` and every later step with `rest_params`."""
   b, length = dec_in.shape
-  _, variables = module.apply({"params": init_params}, cache_tokens, jnp.ones((b, length), jnp.int32),
-                              jnp.ones((b, length), jnp.int32), decode=True, enable_dropout=False,
-                              mutable=["cache"])
+  ones = jnp.ones((b, length), jnp.int32)
+  _, variables = module.apply({"params": init_params}, cache_tokens, ones, ones, decode=True,
+                              enable_dropout=False, mutable=["cache"])
   encoded = module.apply({"params": init_params}, enc, enable_dropout=False, method=module.encode)
 
   def step(params, cache, tok):
