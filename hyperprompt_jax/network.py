@@ -397,6 +397,12 @@ class Transformer(nn.Module):
   """
   config: T5Config
 
+  @property
+  def scan_layers(self) -> bool:
+    """`config.scan_layers`, where t5x's models look for it (`module.scan_layers`) to
+    decode with `cache_offset=1`: the scanned cache has the layer axis first."""
+    return self.config.scan_layers
+
   def setup(self):
     cfg = self.config
     validate_config(cfg)

@@ -89,7 +89,13 @@ def cached_decode_logits(module, params, batch):
 
   Returns (logits [B, Ld, V], cache).
   """
-  @fast_jit
+  return fast_jit(cached_decode_fn(module))(params, batch["encoder_input_tokens"],
+                                            batch["decoder_input_tokens"])
+
+
+def cached_decode_fn(module):
+  """Un-jitted `(params, enc [B, Le], dec_in [B, Ld]) -> (logits, cache)` of
+  `cached_decode_logits`, to compile together with other computations."""
   def run(params, enc, dec_in):
     b, length = dec_in.shape
     _, cache_vars = module.apply(
@@ -107,7 +113,7 @@ def cached_decode_logits(module, params, batch):
     cache, logits = jax.lax.scan(step, cache_vars["cache"], jnp.transpose(dec_in))
     return jnp.transpose(logits, (1, 0, 2)), cache
 
-  return run(params, batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+  return run
 
 
 # Tiny Hugging Face T5s (transformers on the CPU), for checkpoint import/export tests.
