@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo bench quality offline_quality adaptation clean
+.PHONY: install test demo bench scale quality offline_quality adaptation clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Scan over layers and remat (issue 14): compile time, XLA memory estimate, step time
+# -> bench/scale.{md,json} (~15 min on the shared 2-core machine).
+scale: install
+	$(PY) -m bench.scale
 
 # Real-data quality (docs/wordnet.md): WordNet 3.0 (installed with apt when missing and run
 # as root, else the error says how to get it), the span-corruption pretraining of the small
