@@ -201,15 +201,29 @@ def per_layer(inner: optax.GradientTransformation, layers_axis: int = 1
           f"share a layer count on axis {layers_axis}; set optimizers.adafactor.layers_axis "
           f"to the model's T5Config.param_scan_axis.")
 
+  def state_axes(group):
+    """Where each state leaf of a stacked group keeps its layers: at `layers_axis`, as
+    in the parameters (so a state leaf shaped like its parameter, or with one reduced
+    axis, is sharded like it), or first for leaves of lower rank (step counts)."""
+    one_layer = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape[:layers_axis] + x.shape[layers_axis + 1:],
+                                       x.dtype), group)
+    return jax.tree_util.tree_map(lambda x: min(layers_axis, x.ndim),
+                                  jax.eval_shape(inner.init, one_layer))
+
   def init_fn(params):
     groups = _stacked_groups(params)
     if set(groups) <= {""}:
       return inner.init(params)
+    state = {}
     for name, group in groups.items():
       if name:
         check(name, group)
-    return {name: jax.vmap(inner.init, in_axes=layers_axis)(group) if name else inner.init(group)
-            for name, group in groups.items()}
+        state[name] = jax.vmap(inner.init, in_axes=layers_axis,
+                               out_axes=state_axes(group))(group)
+      else:
+        state[name] = inner.init(group)
+    return state
 
   def update_fn(updates, state, params=None):
     groups = _stacked_groups(updates)
@@ -219,8 +233,9 @@ def per_layer(inner: optax.GradientTransformation, layers_axis: int = 1
     out, new_state = {}, {}
     for name, group in groups.items():
       if name:
-        update = jax.vmap(inner.update, in_axes=(layers_axis, 0, layers_axis),
-                          out_axes=(layers_axis, 0))
+        axes = state_axes(group)
+        update = jax.vmap(inner.update, in_axes=(layers_axis, axes, layers_axis),
+                          out_axes=(layers_axis, axes))
       else:
         update = inner.update
       out[name], new_state[name] = update(group, state[name], param_groups.get(name))

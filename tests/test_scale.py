@@ -304,3 +304,15 @@ def test_adafactor_updates_stacked_layers_as_the_unrolled_ones():
   # The wrong axis is refused by name.
   with pytest.raises(errors.ConfigError, match="layers_axis"):
     jax.eval_shape(txs[0].init, scan_lib.stack_layers(params, axis=1))
+
+
+def test_adafactor_state_of_stacked_layers_keeps_the_layers_axis_where_the_params_do():
+  """Full-size statistics are shaped like their stacked parameter and factored ones drop
+  one of its axes, so the partitioner shards them like the parameter."""
+  params = scan_lib.stack_layers(lib.random_model(_config("vanilla"))[1], axis=1)
+  tx = optimizers.adafactor(learning_rate=0.1, min_dim_size_to_factor=4, momentum=0.9)
+  state = jax.eval_shape(tx.init, params)
+  kernel = params["encoder"]["layers"]["mlp"]["wi_0"]["kernel"].shape  # [E, layers, F]
+  shapes = {tuple(x.shape) for x in jax.tree_util.tree_leaves(state["encoder/layers"])}
+  assert kernel in shapes  # the momentum
+  assert kernel[:2] in shapes  # v_row: [E, layers]
