@@ -404,4 +404,5 @@ def test_every_gin_file_is_covered():
               "t5x/train_conditioning_only.gin"}
   covered |= set(T5X_JOBS) | {"t5x/offline_mixture.gin"}  # with t5x itself (above)
   covered |= {"testing/tiny_offline.gin"}  # trained by test_preflight / test_kill_resume / ...
+  covered |= {"testing/tiny_offline_model.gin"}  # its model: test_multihost evaluates with it
   assert set(ALL_FILES) == covered, set(ALL_FILES) - covered
