@@ -26,8 +26,10 @@ import dataclasses
 import difflib
 import importlib
 import logging
+import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import jax
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -36,6 +38,10 @@ from hyperprompt_jax import conditioning
 from hyperprompt_jax import errors
 
 TaskTable = Tuple[Optional[str], ...]
+# Tests and drills only: a folder where every training batch a process reads is saved
+# (`process_<i>/batch_<position>.npz`, position counted from 1), to check which examples
+# each host consumed. Read when a batch is produced; unset, nothing is written.
+RECORD_ENV = "HYPERPROMPT_RECORD_BATCHES"
 # Suffix of the task variants a mixture registers per task index (hyperprompt_tasks').
 INDEX_SUFFIX = "_task_index_"
 
@@ -231,7 +237,8 @@ def get_dataset(cfg: DatasetConfig, shard_id: int, num_shards: int, feature_conv
 class DatasetIterator:
   """Numpy batches of a tf.data pipeline, with a checkpointable position.
 
-  `position` counts the batches produced. `save(prefix)` / `restore(prefix)`
+  `position` counts the batches produced (each is saved under `$HYPERPROMPT_RECORD_BATCHES`
+  when that is set, see `RECORD_ENV`). `save(prefix)` / `restore(prefix)`
   write and read the tf.data iterator state (t5x's dataset checkpoint); when
   the pipeline cannot be checkpointed, `restore_position(n)` skips `n` batches
   of a freshly built (deterministic, seeded) pipeline instead.
@@ -256,7 +263,11 @@ class DatasetIterator:
   def __next__(self) -> Dict[str, np.ndarray]:
     batch = next(self._get_iterator())
     self.position += 1
-    return {k: np.asarray(v) for k, v in batch.items()}
+    out = {k: np.asarray(v) for k, v in batch.items()}
+    record_dir = os.environ.get(RECORD_ENV)
+    if record_dir:
+      _record_batch(record_dir, self.position, out)
+    return out
 
   @property
   def element_spec(self):
@@ -287,6 +298,15 @@ class DatasetIterator:
   def _check_unused(self) -> None:
     if self._iterator is not None:
       raise errors.ConfigError("restore a DatasetIterator before reading from it.")
+
+
+def _record_batch(record_dir: str, position: int, batch: Mapping[str, np.ndarray]) -> None:
+  """Saves this process's batch number `position` (see `RECORD_ENV`); a rerun overwrites it."""
+  folder = os.path.join(record_dir, f"process_{jax.process_index()}")
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f".batch_{position}.{os.getpid()}.npz")
+  np.savez(tmp, **batch)
+  os.replace(tmp, os.path.join(folder, f"batch_{position}.npz"))
 
 
 def batch_token_count(batch: Mapping[str, np.ndarray]) -> int:
