@@ -119,6 +119,13 @@ def test_train_dataset_configs_of_the_run_files():
       task_feature_lengths={"inputs": 10, "targets": 3}, split="train", batch_size=128,
       shuffle=True, seed=None, use_cached=False, pack=False, module="hyperprompt_tasks")
   assert made["config"].task_feature_lengths is None and not made["config"].shuffle
+  # PACK packs the training rows; inference evaluation (decoding) never packs.
+  _parse(BASE + ["runs/finetune.gin"],
+         RUN_MACROS + ["PACK = True", "probe.dataset = @train/data.DatasetConfig()",
+                       "probe.config = @infer_eval/data.DatasetConfig()",
+                       "probe.partitioner = @train_eval/data.DatasetConfig()"])
+  made = probe()
+  assert made["dataset"].pack and made["partitioner"].pack and not made["config"].pack
   _parse(BASE + ["runs/pretrain.gin"], RUN_MACROS + ["probe.dataset = @train/data.DatasetConfig()"])
   assert probe()["dataset"].pack  # pre-training packs (vanilla T5 only)
 
@@ -327,9 +334,9 @@ def test_t5x_finetune_job_files(monkeypatch, job):
   assert isinstance(model.module, network.Transformer)
   config = model.module.config
   assert (config.hyperprompt_variant, config.num_tasks, config.dropout_rate) == ("global", 6, 0.1)
-  _offline_dataset(out["dataset"], "train", pack=False)
+  _offline_dataset(out["dataset"], "train", pack=True)  # t5x's default: packed rows
   assert out["dataset"].task_feature_lengths == {"inputs": 10, "targets": 3}
-  _offline_dataset(out["partitioner"], "validation", pack=False)  # training eval
+  _offline_dataset(out["partitioner"], "validation", pack=True)  # training eval
   _offline_dataset(out["optimizer"], "validation", pack=False)  # inference eval
   restore = out["config"]
   assert (restore.path, restore.mode, restore.dtype) == ("/tmp/ckpt", "specific", "float32")
