@@ -71,6 +71,16 @@ def _runner(config, grads=True):
   return params, helpers.fast_jit(run)
 
 
+def _with_grads(overrides):
+  """Gradients for every method with both stacks conditioned; the one-stack placements
+  check losses and logits (their backward pass is the same code; it keeps compiles few)."""
+  return overrides.get("hyperprompt_placement", "both") == "both"
+
+
+def _run(overrides, **more):
+  return _runner(_config(overrides, **more), _with_grads(overrides))
+
+
 def _batches(tasks=TASKS):
   unpacked = helpers.mixed_batch(task_of_row=tasks, seed=3)
   packed, where = helpers.pack_batch(unpacked, ROWS)
@@ -96,10 +106,8 @@ def test_packed_task_ids_read_each_segments_sentinel():
 
 @pytest.mark.parametrize("overrides", SUPPORTED, ids=_name)
 def test_packed_rows_give_each_example_its_unpacked_loss_and_gradients(overrides):
-  # Gradients for every method with both stacks conditioned; the one-stack placements
-  # check losses and logits (their backward pass is the same code; it keeps compiles few).
-  with_grads = overrides.get("hyperprompt_placement", "both") == "both"
-  params, run = _runner(_config(overrides), with_grads)
+  with_grads = _with_grads(overrides)
+  params, run = _run(overrides)
   unpacked, packed, where = _batches()
   losses_u, logits_u, grads_u = run(params, unpacked)
   losses_p, logits_p, grads_p = run(params, packed)
@@ -132,7 +140,7 @@ ROUTED = [dict(hyperprompt_variant="global", hyperprompt_placement="both"),
 
 @pytest.mark.parametrize("overrides", ROUTED, ids=_name)
 def test_changing_one_segments_task_changes_only_that_segment(overrides):
-  params, run = _runner(_config(overrides))
+  params, run = _run(overrides)
   _, packed, where = _batches()
   _, before, _ = run(params, packed)
   row, enc, _ = where[1]  # the middle segment of the first row (task 0 -> 2)
@@ -148,7 +156,7 @@ def test_changing_one_segments_task_changes_only_that_segment(overrides):
 
 @pytest.mark.parametrize("overrides", ROUTED, ids=_name)
 def test_single_task_packed_rows_equal_the_single_task_batch(overrides):
-  params, run = _runner(_config(overrides))
+  params, run = _run(overrides)
   unpacked, packed, where = _batches(tasks=(1,) * len(TASKS))
   _, logits_u, _ = run(params, unpacked)
   _, logits_p, _ = run(params, packed)
