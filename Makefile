@@ -27,6 +27,7 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m bench.packing
 
 # Scan over layers and remat (issue 14): compile time, XLA memory estimate, step time
 # -> bench/scale.{md,json} (~15 min on the shared 2-core machine).
