@@ -27,6 +27,7 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m bench.packing
 
 # Real-data quality (docs/wordnet.md): WordNet 3.0 (installed with apt when missing and run
 # as root, else the error says how to get it), the span-corruption pretraining of the small

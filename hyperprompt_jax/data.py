@@ -8,11 +8,14 @@ shard_id, num_shards, feature_converter_cls)` reads this host's shard
 (`seqio.ShardInfo`) with `cfg.batch_size // num_shards` examples per batch.
 
 Task conditioning reads the task index from the leading sentinel of every
-example's inputs (`task_ids.py`), so packing (several examples, possibly of
-different tasks, in one row) is refused for a task-conditioned model.
+example's inputs (`task_ids.py`). Packed rows (`pack=True`: seqio's
+`EncDecFeatureConverter(pack=True)` puts several examples, possibly of different
+tasks, in one row) keep one sentinel per segment, and the network conditions
+every segment on its own task; the methods that cannot are refused.
 `check_model_and_tasks` validates, before anything is built, that the mixture's
 vocabulary is the model's, that every task index of the mixture has a sentinel
-inside the model's `num_tasks` (never clipped), and that packing is off.
+inside the model's `num_tasks` (never clipped), and that the method can pack
+when `pack=True`. Decoding and inference never pack.
 
 The task -> index table is read from the registered seqio tasks themselves (the
 `task_index` of their sentinel preprocessor, see `task_binding`). The library
@@ -59,7 +62,7 @@ class DatasetConfig:
     shuffle: shuffle the examples.
     seed: shuffle / sampling seed (None: the run's seed for training).
     use_cached: read seqio's offline cache.
-    pack: pack examples into rows (refused with task conditioning).
+    pack: pack examples into rows (refused with a method that cannot pack).
     module: module(s) to import first so that they register the tasks
       (t5x's `MIXTURE_OR_TASK_MODULE`).
     use_memory_cache: let the seqio Evaluator keep the eval set in memory.
@@ -160,10 +163,10 @@ def check_model_and_tasks(cfg: DatasetConfig, model: Any, table: TaskTable) -> N
   """Refuses a mixture the model cannot condition on (see the module docstring)."""
   config = getattr(getattr(model, "module", None), "config", None)
   method = conditioning.active_method(config) if config is not None else "none"
-  if cfg.pack and method != "none":
+  refusal = conditioning.get(method).packing_refusal if method != "none" else None
+  if cfg.pack and refusal:
     raise errors.ConfigError(
-        f"pack=True is not allowed with task conditioning ({method}): a packed row mixes "
-        "examples whose task is read from the row's first token. Set "
+        f"pack=True is not supported with conditioning={method!r}: {refusal}. Set "
         "`train/DatasetConfig.pack = False` (and train_eval/).")
   mixture = get_mixture_or_task(cfg.mixture_or_task_name)
   vocab = getattr(model, "input_vocabulary", None)

@@ -101,7 +101,6 @@ def test_train_eval_infer_commands_end_to_end(tmp_path, capsys):
     ("--gin.TRAIN_STEPS=(1", "Bad gin configuration"),
     ('--gin.MIXTURE_OR_TASK_NAME="launcher_test_mixtur"', "launcher_test_mixture"),
     ("--gin.NUM_TASKS=1", "NUM_TASKS = 2"),
-    ("--gin.train/data.DatasetConfig.pack=True", "pack=True is not allowed"),
     ("--gin.BATCH_SIZE=7", "divisible"),
 ])
 def test_bad_configuration_is_one_error_line(tmp_path, capsys, flag, message):
