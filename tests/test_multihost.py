@@ -37,7 +37,8 @@ STEPS = 8
 PERIOD = 4
 GLOBAL_BATCH = 8
 EPOCH_STEPS = ml.TRAIN_EXAMPLES // GLOBAL_BATCH  # 6
-RUN_TIMEOUT = 420  # seconds for a two-process launch (imports, compiles, 8 steps) on 2 cores
+RUN_TIMEOUT = 900  # seconds for a two-process launch (imports, compiles, 8 steps): 420 s was
+# too short on the shared 2-core machine at load average 12
 # Unshuffled: seqio repeats a task before it shuffles (its shuffle buffer mixes the end of
 # one epoch with the start of the next), so only an unshuffled stream has exact epochs.
 # The shuffled single-process resume is tests/test_kill_resume.py's.
