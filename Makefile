@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo bench profile precision quality offline_quality adaptation clean
+.PHONY: install test demo bench profile precision scale quality offline_quality adaptation clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m bench.packing
+
+# Scan over layers and remat (issue 14): compile time, XLA memory estimate, step time
+# -> bench/scale.{md,json} (~15 min on the shared 2-core machine).
+scale: install
+	$(PY) -m bench.scale
 
 # Op-level profile of the train step (forward / backward / optimizer) -> bench/profile.md.
 profile: install

@@ -131,11 +131,12 @@ def timed(fn: Callable[[], Any], steps: int) -> List[float]:
   return times
 
 
-def init_model(cfg: network.T5Config, shapes: Shapes, init: bool = True):
-  """`(model, batch, params)`: the model of `cfg`, its benchmark batch, params of seed 0
-  (None with `init=False`)."""
+def init_model(cfg: network.T5Config, shapes: Shapes, init: bool = True,
+               batch: Optional[Dict[str, jax.Array]] = None):
+  """`(model, batch, params)`: the model of `cfg`, its benchmark batch (`make_batch`
+  unless given), params of seed 0 (None with `init=False`)."""
   model = models.EncoderDecoderModel(network.Transformer(config=cfg))
-  batch = make_batch(shapes, cfg)
+  batch = make_batch(shapes, cfg) if batch is None else batch
   if not init:
     return model, batch, None
   params = model.get_initial_variables(jax.random.PRNGKey(0), {
@@ -145,13 +146,15 @@ def init_model(cfg: network.T5Config, shapes: Shapes, init: bool = True):
 
 
 def prepare_train_step(cfg: network.T5Config, shapes: Shapes,
-                       trainable: Optional[str] = None) -> Dict[str, Any]:
+                       trainable: Optional[str] = None,
+                       batch: Optional[Dict[str, jax.Array]] = None) -> Dict[str, Any]:
   """Compiles forward+backward+Adafactor; returns its runner, XLA FLOPs and memory.
 
   `trainable`: a top-level parameter collection (e.g. 'hyperprompt') that alone is
-  differentiated and updated; None trains every parameter.
+  differentiated and updated; None trains every parameter. `batch`: the batch every
+  step trains on (default `make_batch`; packed batches carry segment ids).
   """
-  model, batch, params = init_model(cfg, shapes)
+  model, batch, params = init_model(cfg, shapes, batch=batch)
   params = dict(params)
   frozen = {} if trainable is None else {k: v for k, v in params.items() if k != trainable}
   params = params if trainable is None else {trainable: params[trainable]}

@@ -8,11 +8,14 @@ shard_id, num_shards, feature_converter_cls)` reads this host's shard
 (`seqio.ShardInfo`) with `cfg.batch_size // num_shards` examples per batch.
 
 Task conditioning reads the task index from the leading sentinel of every
-example's inputs (`task_ids.py`), so packing (several examples, possibly of
-different tasks, in one row) is refused for a task-conditioned model.
+example's inputs (`task_ids.py`). Packed rows (`pack=True`: seqio's
+`EncDecFeatureConverter(pack=True)` puts several examples, possibly of different
+tasks, in one row) keep one sentinel per segment, and the network conditions
+every segment on its own task; the methods that cannot are refused.
 `check_model_and_tasks` validates, before anything is built, that the mixture's
 vocabulary is the model's, that every task index of the mixture has a sentinel
-inside the model's `num_tasks` (never clipped), and that packing is off.
+inside the model's `num_tasks` (never clipped), and that the method can pack
+when `pack=True`. Decoding and inference never pack.
 
 The task -> index table is read from the registered seqio tasks themselves (the
 `task_index` of their sentinel preprocessor, see `task_binding`). The library
@@ -26,8 +29,10 @@ import dataclasses
 import difflib
 import importlib
 import logging
+import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import jax
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -36,6 +41,10 @@ from hyperprompt_jax import conditioning
 from hyperprompt_jax import errors
 
 TaskTable = Tuple[Optional[str], ...]
+# Tests and drills only: a folder where every training batch a process reads is saved
+# (`process_<i>/batch_<position>.npz`, position counted from 1), to check which examples
+# each host consumed. Read when a batch is produced; unset, nothing is written.
+RECORD_ENV = "HYPERPROMPT_RECORD_BATCHES"
 # Suffix of the task variants a mixture registers per task index (hyperprompt_tasks').
 INDEX_SUFFIX = "_task_index_"
 
@@ -53,7 +62,7 @@ class DatasetConfig:
     shuffle: shuffle the examples.
     seed: shuffle / sampling seed (None: the run's seed for training).
     use_cached: read seqio's offline cache.
-    pack: pack examples into rows (refused with task conditioning).
+    pack: pack examples into rows (refused with a method that cannot pack).
     module: module(s) to import first so that they register the tasks
       (t5x's `MIXTURE_OR_TASK_MODULE`).
     use_memory_cache: let the seqio Evaluator keep the eval set in memory.
@@ -154,10 +163,10 @@ def check_model_and_tasks(cfg: DatasetConfig, model: Any, table: TaskTable) -> N
   """Refuses a mixture the model cannot condition on (see the module docstring)."""
   config = getattr(getattr(model, "module", None), "config", None)
   method = conditioning.active_method(config) if config is not None else "none"
-  if cfg.pack and method != "none":
+  refusal = conditioning.get(method).packing_refusal if method != "none" else None
+  if cfg.pack and refusal:
     raise errors.ConfigError(
-        f"pack=True is not allowed with task conditioning ({method}): a packed row mixes "
-        "examples whose task is read from the row's first token. Set "
+        f"pack=True is not supported with conditioning={method!r}: {refusal}. Set "
         "`train/DatasetConfig.pack = False` (and train_eval/).")
   mixture = get_mixture_or_task(cfg.mixture_or_task_name)
   vocab = getattr(model, "input_vocabulary", None)
@@ -231,7 +240,8 @@ def get_dataset(cfg: DatasetConfig, shard_id: int, num_shards: int, feature_conv
 class DatasetIterator:
   """Numpy batches of a tf.data pipeline, with a checkpointable position.
 
-  `position` counts the batches produced. `save(prefix)` / `restore(prefix)`
+  `position` counts the batches produced (each is saved under `$HYPERPROMPT_RECORD_BATCHES`
+  when that is set, see `RECORD_ENV`). `save(prefix)` / `restore(prefix)`
   write and read the tf.data iterator state (t5x's dataset checkpoint); when
   the pipeline cannot be checkpointed, `restore_position(n)` skips `n` batches
   of a freshly built (deterministic, seeded) pipeline instead.
@@ -256,7 +266,11 @@ class DatasetIterator:
   def __next__(self) -> Dict[str, np.ndarray]:
     batch = next(self._get_iterator())
     self.position += 1
-    return {k: np.asarray(v) for k, v in batch.items()}
+    out = {k: np.asarray(v) for k, v in batch.items()}
+    record_dir = os.environ.get(RECORD_ENV)
+    if record_dir:
+      _record_batch(record_dir, self.position, out)
+    return out
 
   @property
   def element_spec(self):
@@ -287,6 +301,15 @@ class DatasetIterator:
   def _check_unused(self) -> None:
     if self._iterator is not None:
       raise errors.ConfigError("restore a DatasetIterator before reading from it.")
+
+
+def _record_batch(record_dir: str, position: int, batch: Mapping[str, np.ndarray]) -> None:
+  """Saves this process's batch number `position` (see `RECORD_ENV`); a rerun overwrites it."""
+  folder = os.path.join(record_dir, f"process_{jax.process_index()}")
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f".batch_{position}.{os.getpid()}.npz")
+  np.savez(tmp, **batch)
+  os.replace(tmp, os.path.join(folder, f"batch_{position}.npz"))
 
 
 def batch_token_count(batch: Mapping[str, np.ndarray]) -> int:

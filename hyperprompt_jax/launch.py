@@ -9,6 +9,8 @@
   --tfds_data_dir=D               TFDS data directory override (seqio)
   --seqio_additional_cache_dirs   more directories with cached seqio tasks
   --coordinator_address, --process_count, --process_index   multi-host (jax.distributed)
+  --multiprocess_gpu              t5x's flag: initialise jax.distributed from those three
+                                  flags, or (none given) from Slurm / Open MPI variables
 
 Configuration mistakes (bad gin, unknown names, inconsistent settings: the
 checks raise `errors.ConfigError`, and gin's own parse and binding errors) end
@@ -98,6 +100,7 @@ def parse_args(argv: Sequence[str], description: str = "") -> argparse.Namespace
   parser.add_argument("--coordinator_address", default=None)
   parser.add_argument("--process_count", type=int, default=None)
   parser.add_argument("--process_index", type=int, default=None)
+  parser.add_argument("--multiprocess_gpu", action="store_true")
   args, unknown = parser.parse_known_args(gin_utils.rewrite_gin_args(list(argv)))
   if unknown:
     raise ConfigurationError(f"unknown command-line argument(s) {unknown}; use "
@@ -160,7 +163,8 @@ def setup(args: argparse.Namespace) -> None:
   _hide_gpus_from_tensorflow()
   with configuration_errors():
     partitioning.initialize_distributed(args.coordinator_address, args.process_count,
-                                        args.process_index)
+                                        args.process_index,
+                                        multiprocess_gpu=args.multiprocess_gpu)
   import seqio  # pylint: disable=g-import-not-at-top
   if args.tfds_data_dir:
     seqio.set_tfds_data_dir_override(args.tfds_data_dir)

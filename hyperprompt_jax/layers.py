@@ -309,8 +309,9 @@ def dot_product_attention(query: Array,
 
 
 def prepend_prefix(prefix: Array, x: Array) -> Array:
-  """Concatenates a prefix `[B, P, H, D]` in front of `[B, L, H, D]` along length."""
-  return jnp.concatenate([prefix.astype(x.dtype), x], axis=1)
+  """Concatenates a prefix `[B or 1, P, H, D]` in front of `[B, L, H, D]` along length."""
+  prefix = jnp.broadcast_to(prefix.astype(x.dtype), (x.shape[0],) + prefix.shape[1:])
+  return jnp.concatenate([prefix, x], axis=1)
 
 
 def widen_mask_for_prefix(mask: Optional[Array], prefix_len: int) -> Optional[Array]:
@@ -334,9 +335,12 @@ class MultiHeadDotProductAttention(nn.Module):
 
   The prefix (`key_prefix`, `value_prefix`: `[B, P, H, D]`, already in the
   projected K/V space) is prepended to the keys and values after the
-  autoregressive cache update, so it is never written into the cache; it is
-  never masked and gets zero relative position bias. Queries and the output
-  length are unchanged.
+  autoregressive cache update, so it is never written into the cache; it
+  gets zero relative position bias. Unless the mask already has `P + Lk`
+  columns it is never masked. Packed rows pass one prefix block shared by the
+  rows (`[1, P, H, D]`) and a mask `[B, 1, Lq, P + Lk]` whose first `P` columns
+  say which prefix slots each query sees (its own segment's task's).
+  Queries and the output length are unchanged.
   """
   num_heads: int
   head_dim: int
@@ -361,9 +365,10 @@ class MultiHeadDotProductAttention(nn.Module):
     Args:
       inputs_q: `[B, Lq, E]`.
       inputs_kv: `[B, Lk, E]`.
-      mask: `[B, 1, Lq, Lk]` (1 = attend) or None.
+      mask: `[B, 1, Lq, Lk]` (1 = attend) or None; with a prefix also
+        `[B, 1, Lq, P + Lk]` (the prefix columns' visibility given).
       bias: `[1 or B, H, Lq, Lk]` or None.
-      key_prefix, value_prefix: `[B, P, H, D]` or None (both or neither).
+      key_prefix, value_prefix: `[B or 1, P, H, D]` or None (both or neither).
       decode: autoregressive step with the `cache` collection.
       deterministic: disables dropout.
     Returns:
@@ -422,11 +427,12 @@ class MultiHeadDotProductAttention(nn.Module):
 
     if key_prefix is not None:
       prefix_len = key_prefix.shape[1]
+      if mask is None or mask.shape[-1] != prefix_len + key.shape[1]:
+        mask = widen_mask_for_prefix(mask, prefix_len)  # else the caller masked the prefix
       key = prepend_prefix(key_prefix, key)
       value = prepend_prefix(value_prefix, value)
       key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
       value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
-      mask = widen_mask_for_prefix(mask, prefix_len)
       bias = widen_bias_for_prefix(bias, prefix_len)
 
     if mask is not None:

@@ -13,9 +13,13 @@ the key/value prefix of self-attention, a residual adapter after a sub-layer,
 or soft-prompt rows in front of the encoder input.
 
 The task of each example is read from the leading sentinel of
-`encoder_input_tokens` (see `task_ids.py`). With packed inputs the task of a
-row is the task of its first segment, so multi-task training uses `pack=False`
-(as t5x's prompt-tuning does).
+`encoder_input_tokens` (see `task_ids.py`). With packed inputs
+(`encoder_segment_ids` given) every segment is conditioned on its own task: the
+task of each token is the sentinel at its segment's first position, a decoder
+segment takes the task of the encoder segment with the same id, key/value
+prefix methods see the `T * l` prefixes of every task with a mask that keeps
+each query to its own task's slots, and adapter methods pick each token's
+task's adapter (docs/method.md, "Packed rows"). Prompt-Tuning refuses packing.
 """
 
 from __future__ import annotations
@@ -401,6 +405,12 @@ class Transformer(nn.Module):
   """
   config: T5Config
 
+  @property
+  def scan_layers(self) -> bool:
+    """`config.scan_layers`, where t5x's models look for it (`module.scan_layers`) to
+    decode with `cache_offset=1`: the scanned cache has the layer axis first."""
+    return self.config.scan_layers
+
   def setup(self):
     cfg = self.config
     validate_config(cfg)
@@ -427,17 +437,48 @@ class Transformer(nn.Module):
       return None
     return getattr(self, method.name)
 
-  def _prefixes(self, encoder_input_tokens: Array, stack: str) -> Prefixes:
+  def packed_task_ids(self, encoder_input_tokens: Array, encoder_segment_ids: Array,
+                      decoder_segment_ids: Optional[Array] = None) -> Array:
+    """Per-token task indices of packed rows: `[B, Le]`, or `[B, Ld]` given decoder segments."""
+    cfg = self.config
+    tasks = task_ids_lib.packed_task_ids(encoder_input_tokens, encoder_segment_ids,
+                                         task_sentinel_id=cfg.task_sentinel_id,
+                                         num_tasks=cfg.num_tasks)
+    if decoder_segment_ids is None:
+      return tasks
+    return task_ids_lib.decoder_task_ids(tasks, encoder_segment_ids, decoder_segment_ids)
+
+  def _prefixes(self, encoder_input_tokens: Array, stack: str,
+                token_tasks: Optional[Array] = None) -> Prefixes:
+    """Per-example prefixes, or (packed: `token_tasks [B, L]` given) every task's."""
     module = self._conditioner("prefix")
     if module is None:
       return None
+    if token_tasks is not None:
+      return module(None, stack)
     return module(self.task_ids(encoder_input_tokens), stack)
 
-  def _adapters(self, encoder_input_tokens: Array, stack: str) -> AdapterWeights:
+  def _mask_prefix_slots(self, mask: Array, prefixes: Prefixes,
+                         token_tasks: Optional[Array]) -> Array:
+    """Packed rows: `mask [B, 1, Lq, Lk]` -> `[B, 1, Lq, T*l + Lk]`, each query seeing the
+    prefix slots of its own segment's task (unchanged when unpacked or unprefixed)."""
+    if token_tasks is None or prefixes is None:
+      return mask
+    cfg = self.config
+    slots = prefixes[0].shape[2]
+    slot_mask = seams.task_slot_mask(token_tasks, cfg.num_tasks, slots // cfg.num_tasks,
+                                     dtype=mask.dtype)
+    return jnp.concatenate([slot_mask, mask], axis=-1)
+
+  def _adapters(self, encoder_input_tokens: Array, stack: str,
+                token_tasks: Optional[Array] = None) -> AdapterWeights:
+    """Per-example adapter weights, or (packed) every task's with each token's task."""
     module = self._conditioner("adapter")
     if module is None:
       return None
-    return module(self.task_ids(encoder_input_tokens), stack)
+    if token_tasks is None:
+      return module(self.task_ids(encoder_input_tokens), stack)
+    return adapters_lib.with_token_tasks(module(None, stack), token_tasks)
 
   def _input_prompt(self, encoder_input_tokens: Array) -> Optional[Array]:
     module = self._conditioner("input")
@@ -445,13 +486,15 @@ class Transformer(nn.Module):
       return None
     return module(self.task_ids(encoder_input_tokens))
 
-  def _fresh_decoder_conditioning(self, encoder_input_tokens: Array
+  def _fresh_decoder_conditioning(self, encoder_input_tokens: Array,
+                                  token_tasks: Optional[Array] = None
                                   ) -> Tuple[Prefixes, AdapterWeights]:
     """The decoder's prefixes and adapter weights, computed from the parameters."""
-    return (self._prefixes(encoder_input_tokens, "decoder"),
-            self._adapters(encoder_input_tokens, "decoder"))
+    return (self._prefixes(encoder_input_tokens, "decoder", token_tasks),
+            self._adapters(encoder_input_tokens, "decoder", token_tasks))
 
-  def _decoder_conditioning(self, encoder_input_tokens: Array, decode: bool
+  def _decoder_conditioning(self, encoder_input_tokens: Array, decode: bool,
+                            token_tasks: Optional[Array] = None
                             ) -> Tuple[Prefixes, AdapterWeights]:
     """The decoder's per-example conditioning; in cached decoding, computed once per call.
 
@@ -470,7 +513,7 @@ class Transformer(nn.Module):
     cfg = self.config
     method = conditioning_lib.active(cfg)
     if not decode or method is None or method.seam == "input" or not method.decode_cache:
-      return self._fresh_decoder_conditioning(encoder_input_tokens)
+      return self._fresh_decoder_conditioning(encoder_input_tokens, token_tasks)
     task_ids = self.task_ids(encoder_input_tokens)
     num_layers = cfg.num_decoder_layers
     to_cache, from_cache = ((_layers_first, _layers_first) if cfg.scan_layers
@@ -517,7 +560,8 @@ class Transformer(nn.Module):
     if encoder_segment_ids is not None:
       raise errors.ConfigError(
           f"conditioning={self.config.conditioning!r} does not support packed inputs "
-          "(segment ids were passed): each row gets one task's soft prompt; use pack=False.")
+          f"(segment ids were passed): {conditioning_lib.active(self.config).packing_refusal}; "
+          "use pack=False.")
     return seams.extend_valid(valid, prompt_rows)
 
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout=True):
@@ -528,14 +572,19 @@ class Transformer(nn.Module):
     valid = self._encoder_valid(encoder_input_tokens, encoder_segment_ids,
                                 0 if input_prompt is None else input_prompt.shape[1])
     encoder_mask = layers.make_attention_mask(valid, valid, dtype=cfg.dtype)
+    token_tasks = None
     if encoder_segment_ids is not None:
       encoder_mask = layers.combine_masks(
           encoder_mask,
           layers.make_attention_mask(encoder_segment_ids, encoder_segment_ids, jnp.equal,
                                      dtype=cfg.dtype))
-    return self.encoder(encoder_input_tokens, encoder_mask, deterministic=not enable_dropout,
-                        prefixes=self._prefixes(encoder_input_tokens, "encoder"),
-                        adapters=self._adapters(encoder_input_tokens, "encoder"),
+      if conditioning_lib.active(cfg) is not None:
+        token_tasks = self.packed_task_ids(encoder_input_tokens, encoder_segment_ids)
+    prefixes = self._prefixes(encoder_input_tokens, "encoder", token_tasks)
+    return self.encoder(encoder_input_tokens,
+                        self._mask_prefix_slots(encoder_mask, prefixes, token_tasks),
+                        deterministic=not enable_dropout, prefixes=prefixes,
+                        adapters=self._adapters(encoder_input_tokens, "encoder", token_tasks),
                         input_prompt=input_prompt)
 
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
@@ -562,6 +611,7 @@ class Transformer(nn.Module):
           decoder_segment_ids=decoder_segment_ids)
       encoder_decoder_mask = layers.make_attention_mask(
           decoder_target_tokens > 0, encoder_valid, dtype=cfg.dtype)
+    token_tasks = None
     if encoder_segment_ids is not None:
       if decode:
         raise ValueError("During decoding, packing should not be used but "
@@ -570,10 +620,14 @@ class Transformer(nn.Module):
           encoder_decoder_mask,
           layers.make_attention_mask(decoder_segment_ids, encoder_segment_ids, jnp.equal,
                                      dtype=cfg.dtype))
-    prefixes, adapters = self._decoder_conditioning(encoder_input_tokens, decode)
+      if conditioning_lib.active(cfg) is not None:
+        token_tasks = self.packed_task_ids(encoder_input_tokens, encoder_segment_ids,
+                                           decoder_segment_ids)
+    prefixes, adapters = self._decoder_conditioning(encoder_input_tokens, decode, token_tasks)
     return self.decoder(
         encoded, decoder_input_tokens=decoder_input_tokens,
-        decoder_positions=decoder_positions, decoder_mask=decoder_mask,
+        decoder_positions=decoder_positions,
+        decoder_mask=self._mask_prefix_slots(decoder_mask, prefixes, token_tasks),
         encoder_decoder_mask=encoder_decoder_mask, deterministic=not enable_dropout,
         decode=decode, max_decode_length=max_decode_length, prefixes=prefixes,
         adapters=adapters)

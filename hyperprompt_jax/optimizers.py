@@ -27,14 +27,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import flax
+import jax
 import jax.numpy as jnp
 import optax
 
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import errors
+from hyperprompt_jax.formats import scan as scan_lib
 
 Schedule = Callable[[Any], Any]
 
@@ -153,17 +155,112 @@ def learning_rate_schedule(base_learning_rate: float = 1e-3, warmup_steps: int =
   return optax.join_schedules([warmup, after], [warmup_steps])
 
 
+def _stacked_groups(tree: Any) -> Dict[str, Any]:
+  """`{'encoder/layers': subtree, 'decoder/layers': subtree, '': the rest}` (empty ones left out).
+
+  The first two hold the stacked layer parameters of a scanned model (formats/scan.py).
+  """
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), keep_empty_nodes=True)
+  groups: Dict[str, Dict[Tuple[str, ...], Any]] = {}
+  for key, leaf in flat.items():
+    stacked = len(key) > 2 and key[0] in scan_lib.STACKS and key[1] == "layers"
+    groups.setdefault("/".join(key[:2]) if stacked else "", {})[key] = leaf
+  for name in [n for n in groups if n]:
+    # Frozen layers (optax.multi_transform's masked leaves) have no arrays to map over.
+    if not any(hasattr(leaf, "shape") for leaf in groups[name].values()):
+      groups.setdefault("", {}).update(groups.pop(name))
+  return {name: flax.traverse_util.unflatten_dict(group) for name, group in groups.items()}
+
+
+def _merge_groups(groups: Mapping[str, Any]) -> Any:
+  flat = {}
+  for group in groups.values():
+    flat.update(flax.traverse_util.flatten_dict(group, keep_empty_nodes=True))
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def per_layer(inner: optax.GradientTransformation, layers_axis: int = 1
+              ) -> optax.GradientTransformation:
+  """`inner` applied to each layer of the stacked parameters of a scanned model.
+
+  The leaves under `encoder/layers/` and `decoder/layers/` (`T5Config.scan_layers`)
+  carry every layer on axis `layers_axis` (`T5Config.param_scan_axis`); `inner` is
+  `jax.vmap`ped over that axis, so its statistics (Adafactor's factored second
+  moments, parameter scale and update clipping) are computed per layer, as for the
+  unrolled model (t5x's Adafactor factor rule `'layers': FactorDim.BATCH`). Other
+  leaves get `inner` as they are. A tree without stacked leaves (an unrolled
+  model) gets exactly `inner`'s state and updates.
+  """
+  def check(name, group):
+    sizes = {leaf.shape[layers_axis] if leaf.ndim > layers_axis else None: path
+             for path, leaf in flax.traverse_util.flatten_dict(group).items()
+             if hasattr(leaf, "shape")}
+    if len(sizes) > 1 or None in sizes:
+      raise errors.ConfigError(
+          f"{name}: the stacked leaves {sorted('/'.join(p) for p in sizes.values())} do not "
+          f"share a layer count on axis {layers_axis}; set optimizers.adafactor.layers_axis "
+          f"to the model's T5Config.param_scan_axis.")
+
+  def state_axes(group):
+    """Where each state leaf of a stacked group keeps its layers: at `layers_axis`, as
+    in the parameters (so a state leaf shaped like its parameter, or with one reduced
+    axis, is sharded like it), or first for leaves of lower rank (step counts)."""
+    one_layer = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape[:layers_axis] + x.shape[layers_axis + 1:],
+                                       x.dtype), group)
+    return jax.tree_util.tree_map(lambda x: min(layers_axis, x.ndim),
+                                  jax.eval_shape(inner.init, one_layer))
+
+  def init_fn(params):
+    groups = _stacked_groups(params)
+    if set(groups) <= {""}:
+      return inner.init(params)
+    state = {}
+    for name, group in groups.items():
+      if name:
+        check(name, group)
+        state[name] = jax.vmap(inner.init, in_axes=layers_axis,
+                               out_axes=state_axes(group))(group)
+      else:
+        state[name] = inner.init(group)
+    return state
+
+  def update_fn(updates, state, params=None):
+    groups = _stacked_groups(updates)
+    if set(groups) <= {""}:
+      return inner.update(updates, state, params)
+    param_groups = _stacked_groups(params) if params is not None else {}
+    out, new_state = {}, {}
+    for name, group in groups.items():
+      if name:
+        axes = state_axes(group)
+        update = jax.vmap(inner.update, in_axes=(layers_axis, axes, layers_axis),
+                          out_axes=(layers_axis, axes))
+      else:
+        update = inner.update
+      out[name], new_state[name] = update(group, state[name], param_groups.get(name))
+    return _merge_groups(out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def adafactor(learning_rate: Union[float, Schedule], decay_rate: float = 0.8,
               clipping_threshold: Optional[float] = 1.0,
               multiply_by_parameter_scale: bool = True, min_dim_size_to_factor: int = 128,
               momentum: Optional[float] = None, weight_decay_rate: Optional[float] = None,
-              eps: float = 1e-30, factored: bool = True) -> optax.GradientTransformation:
-  """optax Adafactor with T5's defaults (those of t5x's `adafactor.Adafactor`)."""
-  return optax.adafactor(learning_rate=learning_rate, decay_rate=decay_rate,
-                         clipping_threshold=clipping_threshold,
-                         multiply_by_parameter_scale=multiply_by_parameter_scale,
-                         min_dim_size_to_factor=min_dim_size_to_factor, momentum=momentum,
-                         weight_decay_rate=weight_decay_rate, eps=eps, factored=factored)
+              eps: float = 1e-30, factored: bool = True, layers_axis: int = 1
+              ) -> optax.GradientTransformation:
+  """optax Adafactor with T5's defaults (those of t5x's `adafactor.Adafactor`).
+
+  The stacked layer parameters of a scanned model are updated layer by layer
+  (`per_layer`; `layers_axis` is the model's `T5Config.param_scan_axis`), so a
+  scanned and an unrolled model take the same steps.
+  """
+  return per_layer(optax.adafactor(
+      learning_rate=learning_rate, decay_rate=decay_rate, clipping_threshold=clipping_threshold,
+      multiply_by_parameter_scale=multiply_by_parameter_scale,
+      min_dim_size_to_factor=min_dim_size_to_factor, momentum=momentum,
+      weight_decay_rate=weight_decay_rate, eps=eps, factored=factored), layers_axis)
 
 
 def adamw(learning_rate: Union[float, Schedule], b1: float = 0.9, b2: float = 0.999,

@@ -120,23 +120,32 @@ def t5x_logical_factor_rules() -> Mapping[str, Any]:
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            process_count: Optional[int] = None,
-                           process_index: Optional[int] = None) -> bool:
+                           process_index: Optional[int] = None,
+                           multiprocess_gpu: bool = False) -> bool:
   """`jax.distributed.initialize` for multi-host runs; a no-op without a coordinator.
 
-  Returns whether the distributed runtime was initialised. On Cloud TPU pods the
-  three values may be left None together with `coordinator_address='auto'`
-  (jax discovers them).
+  Returns whether the distributed runtime was initialised. Explicit values need all
+  three. `coordinator_address='auto'` (the other two None), or t5x's
+  `multiprocess_gpu` with none of the three, lets jax detect them: on Cloud TPU from
+  the TPU metadata, under Slurm or Open MPI from their environment variables.
   """
-  if coordinator_address is None and process_count is None and process_index is None:
+  if (coordinator_address is None and process_count is None and process_index is None
+      and not multiprocess_gpu):
     return False
-  if coordinator_address == "auto":
+  if coordinator_address == "auto" or (
+      multiprocess_gpu and coordinator_address is None and process_count is None
+      and process_index is None):
+    if process_count is not None or process_index is not None:
+      raise errors.ConfigError("--coordinator_address=auto detects --process_count and "
+                               "--process_index; do not give them.")
     jax.distributed.initialize()
   else:
     if coordinator_address is None or process_count is None or process_index is None:
       raise errors.ConfigError(
           "multi-host runs need all of --coordinator_address, --process_count and "
           f"--process_index (got {coordinator_address!r}, {process_count!r}, "
-          f"{process_index!r}).")
+          f"{process_index!r}), or --coordinator_address=auto on Cloud TPU, Slurm or "
+          "Open MPI.")
     jax.distributed.initialize(coordinator_address, num_processes=process_count,
                                process_id=process_index)
   return True

@@ -40,6 +40,7 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import errors
 from hyperprompt_jax import reliability
 from hyperprompt_jax import run_dir
+from hyperprompt_jax.formats import scan as scan_lib
 from hyperprompt_jax.formats import tree as tree_lib
 
 # T5Config fields that may change between runs in one MODEL_DIR without
@@ -335,6 +336,17 @@ def check_checkpoint_shapes(step_dir: str, abstract_tree: Mapping[str, Any],
                              "in the model"))
   if not problems:
     return
+  saved_params = [k.split("/", 1)[-1] for k in saved if k.startswith("target/")]
+  wanted_params = [k.split("/", 1)[-1] for k in wanted if k.startswith("target/")]
+  # (the checkpoint's scan_layers, the parameters that are unrolled, the ones scanned)
+  for saved_scan, unrolled, scanned in ((False, saved_params, wanted_params),
+                                        (True, wanted_params, saved_params)):
+    if scan_lib.is_unrolled(unrolled) and scan_lib.is_scanned(scanned):
+      raise errors.ConfigError(
+          f"checkpoint {step_dir} was saved with T5Config.scan_layers={saved_scan} and the "
+          f"model has scan_layers={not saved_scan}: resume it with scan_layers={saved_scan}, "
+          "or start a new MODEL_DIR from it with INITIAL_CHECKPOINT_PATH (parameters restore "
+          "across layouts).")
   kind, first = problems[0]
   more = sum(1 for k, _ in problems[1:] if k == kind)
   raise errors.ConfigError(

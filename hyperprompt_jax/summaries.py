@@ -4,7 +4,8 @@
 
 * TensorBoard: clu `metric_writers` under `MODEL_DIR/train/` and
   `MODEL_DIR/train_eval/` (seqio writes `MODEL_DIR/inference_eval/`).
-* Terminal: one line per log period with step, loss, steps/s, tokens/s, ETA.
+* Terminal: one line per log period with step, loss, steps/s, global tokens/s (the
+  non-padding tokens of the global batch, all hosts together), ETA.
 * `MODEL_DIR/metrics_history.json`: train loss and per-task eval scores by
   step (survives restarts), plotted to `MODEL_DIR/metrics.png`.
 """
@@ -19,8 +20,10 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, TextIO
 
 import jax
+import numpy as np
 import tensorflow as tf
 from clu import metric_writers
+from jax.experimental import multihost_utils
 
 from hyperprompt_jax import run_dir
 
@@ -40,8 +43,22 @@ def _format_duration(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def sum_over_processes(count: int) -> int:
+  """`count` summed over all processes, exactly (every process must call this together)."""
+  if jax.process_count() == 1:
+    return int(count)
+  # Two int32 halves: exact without jax_enable_x64 (a log period may exceed 2**31 tokens).
+  halves = np.asarray([int(count) >> 31, int(count) & (2**31 - 1)], np.int32)
+  gathered = np.asarray(multihost_utils.process_allgather(halves)).reshape(-1, 2)
+  return sum((int(high) << 31) | int(low) for high, low in gathered)
+
+
 class Progress:
-  """Terminal progress: step, loss, steps/s, tokens/s and ETA since the last report."""
+  """Terminal progress: step, loss, steps/s, global tokens/s and ETA since the last report.
+
+  `add_tokens` takes this host's tokens; `report` (called by every process at the same
+  steps) sums them over the processes, so tokens/s is the global batch's.
+  """
 
   def __init__(self, total_steps: int, start_step: int, stream: Optional[TextIO] = None):
     self.total_steps = total_steps
@@ -60,7 +77,8 @@ class Progress:
     now = time.time()
     elapsed = max(now - self._last_time, 1e-9)
     steps = step - self._last_step
-    rates = {"steps_per_sec": steps / elapsed, "tokens_per_sec": self._tokens / elapsed}
+    tokens = sum_over_processes(self._tokens)
+    rates = {"steps_per_sec": steps / elapsed, "tokens_per_sec": tokens / elapsed}
     # ETA from the pace since the first report (compilation excluded, evaluations and
     # checkpoints included); none at the first report (it includes compilation).
     if self._eta_start is None or step <= self._eta_start[1]:
@@ -75,7 +93,7 @@ class Progress:
                       if k in metrics)
       print(f"step {step:>6d}/{self.total_steps}  loss {metrics.get('loss_per_token', 0.0):.4f}"
             f"{extra}  {rates['steps_per_sec']:.2f} steps/s  "
-            f"{rates['tokens_per_sec']:.0f} tokens/s  ETA {eta}",
+            f"{rates['tokens_per_sec']:.0f} global tokens/s  ETA {eta}",
             file=self._stream, flush=True)
     return rates
 

@@ -20,6 +20,7 @@ task indices are refused earlier, when the data pipeline is configured
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from hyperprompt_jax import errors
@@ -55,3 +56,44 @@ def tokens_to_task_ids(encoder_input_tokens: jnp.ndarray, *, task_sentinel_id: i
 def task_ids_to_tokens(task_ids: jnp.ndarray, *, task_sentinel_id: int) -> jnp.ndarray:
   """Inverse of `tokens_to_task_ids`: sentinel token ids `[B]` for task indices `[B]`."""
   return (task_sentinel_id - jnp.asarray(task_ids)).astype(jnp.int32)
+
+
+def packed_task_ids(encoder_input_tokens: jnp.ndarray, encoder_segment_ids: jnp.ndarray, *,
+                    task_sentinel_id: int, num_tasks: int) -> jnp.ndarray:
+  """Per-token task index `[B, L]` of packed rows: each segment's leading sentinel.
+
+  seqio's packing (`trim_and_pack_dataset`) numbers the segments of a row
+  1, 2, ... and pads with 0, so a segment starts wherever the segment id
+  changes. Every token takes the task of the sentinel at the first position of
+  its segment (`lax.cummax` carries that position forward); padding takes a
+  clipped index like any non-sentinel token. An unpacked row (one segment) gives
+  `tokens_to_task_ids` at every position.
+  """
+  seg = jnp.asarray(encoder_segment_ids).astype(jnp.int32)
+  length = seg.shape[-1]
+  starts = jnp.concatenate(
+      [jnp.ones(seg.shape[:-1] + (1,), bool), seg[..., 1:] != seg[..., :-1]], axis=-1)
+  positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), seg.shape)
+  first = jax.lax.cummax(jnp.where(starts, positions, 0), axis=seg.ndim - 1)
+  sentinels = jnp.take_along_axis(jnp.asarray(encoder_input_tokens).astype(jnp.int32), first,
+                                  axis=-1)
+  return jnp.clip(task_sentinel_id - sentinels, 0, num_tasks - 1)
+
+
+def decoder_task_ids(encoder_token_tasks: jnp.ndarray, encoder_segment_ids: jnp.ndarray,
+                     decoder_segment_ids: jnp.ndarray) -> jnp.ndarray:
+  """Per-token task index `[B, Ld]` of packed targets: the encoder segment with the same id.
+
+  Args:
+    encoder_token_tasks: `[B, Le]` from `packed_task_ids`.
+    encoder_segment_ids: `[B, Le]`; decoder_segment_ids: `[B, Ld]` (segment k of
+      the targets pairs with segment k of the inputs, as seqio packs them).
+  """
+  enc_seg = jnp.asarray(encoder_segment_ids).astype(jnp.int32)
+  batch, length = enc_seg.shape
+  rows = jnp.arange(batch)[:, None]
+  # Segment id -> task; every token of a segment carries the same task, so `max` is exact.
+  table = jnp.zeros((batch, length + 1), jnp.int32).at[
+      rows, jnp.clip(enc_seg, 0, length)].max(encoder_token_tasks.astype(jnp.int32))
+  dec_seg = jnp.clip(jnp.asarray(decoder_segment_ids).astype(jnp.int32), 0, length)
+  return jnp.take_along_axis(table, dec_seg, axis=-1)

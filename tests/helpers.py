@@ -48,6 +48,47 @@ def mixed_batch(task_of_row=(0, 1, 2, 1), enc_len=9, dec_len=6, seed=1):
   }
 
 
+def pack_batch(batch, rows, enc_len=None, dec_len=None):
+  """Packs the examples of an unpacked `batch` into rows, as seqio's packing does.
+
+  `rows` lists the example indices of each packed row, e.g. `((0, 1), (2, 3))`.
+  Every example's non-padding tokens become one segment (ids 1, 2, ...; 0 is
+  padding) with positions from 0; the decoder inputs are the targets shifted
+  right inside each segment. Lengths default to the longest packed row.
+  Returns the packed batch (with segment ids and positions) and, per example,
+  `(row, encoder slice, decoder slice)` of its tokens.
+  """
+  enc_all, dec_all = np.asarray(batch["encoder_input_tokens"]), np.asarray(
+      batch["decoder_target_tokens"])
+  enc_of = [e[e > 0] for e in enc_all]
+  dec_of = [d[d > 0] for d in dec_all]
+  enc_len = enc_len or max(sum(len(enc_of[i]) for i in r) for r in rows)
+  dec_len = dec_len or max(sum(len(dec_of[i]) for i in r) for r in rows)
+  out = {k: np.zeros((len(rows), n), np.int32) for k, n in (
+      ("encoder_input_tokens", enc_len), ("encoder_segment_ids", enc_len),
+      ("encoder_positions", enc_len), ("decoder_input_tokens", dec_len),
+      ("decoder_target_tokens", dec_len), ("decoder_segment_ids", dec_len),
+      ("decoder_positions", dec_len))}
+  where = {}
+  for r, examples in enumerate(rows):
+    e0 = d0 = 0
+    for seg, i in enumerate(examples, start=1):
+      enc, dec = enc_of[i], dec_of[i]
+      es, ds = slice(e0, e0 + len(enc)), slice(d0, d0 + len(dec))
+      out["encoder_input_tokens"][r, es] = enc
+      out["encoder_segment_ids"][r, es] = seg
+      out["encoder_positions"][r, es] = np.arange(len(enc))
+      out["decoder_target_tokens"][r, ds] = dec
+      out["decoder_input_tokens"][r, ds] = np.concatenate([[0], dec[:-1]])
+      out["decoder_segment_ids"][r, ds] = seg
+      out["decoder_positions"][r, ds] = np.arange(len(dec))
+      where[i] = (r, es, ds)
+      e0, d0 = e0 + len(enc), d0 + len(dec)
+  packed = {k: jnp.asarray(v) for k, v in out.items()}
+  packed["decoder_loss_weights"] = jnp.asarray(out["decoder_target_tokens"] > 0, jnp.float32)
+  return packed, where
+
+
 def forward(module, params, batch, **kwargs):
   return module.apply({"params": params}, batch["encoder_input_tokens"],
                       batch["decoder_input_tokens"], batch["decoder_target_tokens"],
@@ -89,7 +130,13 @@ def cached_decode_logits(module, params, batch):
 
   Returns (logits [B, Ld, V], cache).
   """
-  @fast_jit
+  return fast_jit(cached_decode_fn(module))(params, batch["encoder_input_tokens"],
+                                            batch["decoder_input_tokens"])
+
+
+def cached_decode_fn(module):
+  """Un-jitted `(params, enc [B, Le], dec_in [B, Ld]) -> (logits, cache)` of
+  `cached_decode_logits`, to compile together with other computations."""
   def run(params, enc, dec_in):
     b, length = dec_in.shape
     _, cache_vars = module.apply(
@@ -107,7 +154,7 @@ def cached_decode_logits(module, params, batch):
     cache, logits = jax.lax.scan(step, cache_vars["cache"], jnp.transpose(dec_in))
     return jnp.transpose(logits, (1, 0, 2)), cache
 
-  return run(params, batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+  return run
 
 
 # Tiny Hugging Face T5s (transformers on the CPU), for checkpoint import/export tests.

@@ -129,11 +129,23 @@ def error_lines(stderr):
 
 
 def read_state(model_dir, step):
-  """`{path: numpy array}` of everything checkpoint_<step> holds (params, optimizer, RNG, step)."""
+  """`{path: numpy array}` of everything checkpoint_<step> holds (params, optimizer, RNG, step).
+
+  Read as numpy arrays, so a checkpoint written on any mesh or number of processes reads
+  here (Orbax refuses to restore one saved on other devices into jax arrays without
+  target shardings).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  with ocp.StandardCheckpointer() as ckptr:
-    state = ckptr.restore(os.path.join(model_dir, f"checkpoint_{step}", "state"))
+  path = os.path.join(model_dir, f"checkpoint_{step}", "state")
+  with ocp.PyTreeCheckpointer() as ckptr:
+    metadata = ckptr.metadata(path)
+    tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
+    item = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+    restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                          item)
+    state = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=item,
+                                                            restore_args=restore_args))
   flat, _ = jax.tree_util.tree_flatten_with_path(state)
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in flat}
 

@@ -11,6 +11,7 @@ import pytest
 from hyperprompt_jax import conditioning
 from hyperprompt_jax import export
 from hyperprompt_jax.formats import restore as restore_lib
+from hyperprompt_jax.formats import scan as scan_lib
 from hyperprompt_jax.formats import t5x as t5x_lib
 from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import network
@@ -198,3 +199,22 @@ def test_command_line_exports_a_checkpoint(tmp_path, capsys):
                       ]) == 2
   assert "export_prompts needs" in capsys.readouterr().err
   assert not (tmp_path / "none").exists()
+
+
+def test_export_of_a_scanned_model_gives_identical_logits():
+  """The prompts of a scanned model export as for the unrolled one; the stacked layers
+  pass through, and the exported model (still scanned) gives the same logits."""
+  cfg = _config("global", "both", num_decoder_layers=2)
+  _, params = lib.random_model(cfg)
+  scanned_cfg = cfg.replace(scan_layers=True)
+  stacked = scan_lib.stack_layers(params, axis=cfg.param_scan_axis)
+  new_cfg, new_params = export.export_prompts(scanned_cfg, stacked)
+  assert new_cfg.scan_layers and new_cfg.conditioning == "prefix_tuning"
+  unrolled_cfg, unrolled_params = export.export_prompts(cfg, params)
+  for key, value in tree_lib.flatten(unrolled_params["prefix_tuning"]).items():
+    np.testing.assert_array_equal(np.asarray(tree_lib.flatten(new_params["prefix_tuning"])[key]),
+                                  np.asarray(value), err_msg=key)
+  batch = helpers.mixed_batch(task_of_row=(2, 0, 1, 2))
+  np.testing.assert_allclose(
+      lib.forward_fn(network.Transformer(config=new_cfg))(new_params, batch),
+      lib.forward_fn(network.Transformer(config=cfg))(params, batch), atol=1e-5, rtol=0)

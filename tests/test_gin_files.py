@@ -137,6 +137,13 @@ def test_train_dataset_configs_of_the_run_files():
       task_feature_lengths={"inputs": 10, "targets": 3}, split="train", batch_size=128,
       shuffle=True, seed=None, use_cached=False, pack=False, module="hyperprompt_tasks")
   assert made["config"].task_feature_lengths is None and not made["config"].shuffle
+  # PACK packs the training rows; inference evaluation (decoding) never packs.
+  _parse(BASE + ["runs/finetune.gin"],
+         RUN_MACROS + ["PACK = True", "probe.dataset = @train/data.DatasetConfig()",
+                       "probe.config = @infer_eval/data.DatasetConfig()",
+                       "probe.partitioner = @train_eval/data.DatasetConfig()"])
+  made = probe()
+  assert made["dataset"].pack and made["partitioner"].pack and not made["config"].pack
   _parse(BASE + ["runs/pretrain.gin"], RUN_MACROS + ["probe.dataset = @train/data.DatasetConfig()"])
   assert probe()["dataset"].pack  # pre-training packs (vanilla T5 only)
 
@@ -269,14 +276,7 @@ def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
   files = ["models/t5_1_1/base.gin", "conditioning/hyperprompt_global.gin", "t5x/model.gin"]
   _parse(files + ["t5x/task_conditioned_finetune.gin", "t5x/train_conditioning_only.gin"],
          ["DROPOUT_RATE = 0.1", "probe.model = %MODEL", "probe.optimizer = %OPTIMIZER",
-          "probe.config = @t5x_partitioning.standard_logical_axis_rules()",
-          "probe.dataset = @train/t5x_utils.DatasetConfig()",
-          "train/t5x_utils.DatasetConfig.mixture_or_task_name = 'x'",
-          "train/t5x_utils.DatasetConfig.task_feature_lengths = None",
-          "train/t5x_utils.DatasetConfig.split = 'train'",
-          "train/t5x_utils.DatasetConfig.batch_size = 8",
-          "train/t5x_utils.DatasetConfig.shuffle = True",
-          "train/t5x_utils.DatasetConfig.seed = None"])
+          "probe.config = @t5x_partitioning.standard_logical_axis_rules()"])
   out = probe()
   module = made["model"]["module"]
   assert isinstance(module, network.Transformer)
@@ -291,6 +291,10 @@ def test_t5x_files_plug_our_network_into_t5x(monkeypatch):
   selected = traversal.iterate({"hyperprompt": {"task_embedding": 1},
                                 "encoder": {"layers_0": {"mlp": {"wo": {"kernel": 2}}}}})
   assert list(selected) == [1]  # only the conditioning parameters are trained
+  # t5x's packing default is kept (packed segments are each conditioned on their own task).
+  bindings = [line for line in open(os.path.join(GIN_DIR, "t5x/task_conditioned_finetune.gin"))
+              if not line.lstrip().startswith("#")]
+  assert not [line for line in bindings if "pack" in line], bindings
   # The model-only file alone also parses (t5x's own optimizer settings kept).
   _parse(files, ["DROPOUT_RATE = 0.1", "probe.optimizer = %OPTIMIZER"])
   assert probe()["optimizer"].logical_factor_rules["prompt_embed"].name == "ROW"
@@ -345,9 +349,9 @@ def test_t5x_finetune_job_files(monkeypatch, job):
   assert isinstance(model.module, network.Transformer)
   config = model.module.config
   assert (config.hyperprompt_variant, config.num_tasks, config.dropout_rate) == ("global", 6, 0.1)
-  _offline_dataset(out["dataset"], "train", pack=False)
+  _offline_dataset(out["dataset"], "train", pack=True)  # t5x's default: packed rows
   assert out["dataset"].task_feature_lengths == {"inputs": 10, "targets": 3}
-  _offline_dataset(out["partitioner"], "validation", pack=False)  # training eval
+  _offline_dataset(out["partitioner"], "validation", pack=True)  # training eval
   _offline_dataset(out["optimizer"], "validation", pack=False)  # inference eval
   restore = out["config"]
   assert (restore.path, restore.mode, restore.dtype) == ("/tmp/ckpt", "specific", "float32")
@@ -422,4 +426,5 @@ def test_every_gin_file_is_covered():
               "t5x/train_conditioning_only.gin"}
   covered |= set(T5X_JOBS) | {"t5x/offline_mixture.gin"}  # with t5x itself (above)
   covered |= {"testing/tiny_offline.gin"}  # trained by test_preflight / test_kill_resume / ...
+  covered |= {"testing/tiny_offline_model.gin"}  # its model: test_multihost evaluates with it
   assert set(ALL_FILES) == covered, set(ALL_FILES) - covered

@@ -55,6 +55,10 @@ def _refused(capsys, model_dir, *bindings):
     (["MIXTURE_OR_TASK_NAME='hyperprompt_ofline_v1'"],
      ["no seqio task or mixture named 'hyperprompt_ofline_v1'",
       "closest registered names: hyperprompt_offline_v1"]),
+    # A method that cannot pack is refused with PACK=True (those that can, pack).
+    (["network.T5Config.conditioning='prompt_tuning'",
+      "network.T5Config.hyperprompt_variant='none'", "PACK=True"],
+     ["pack=True is not supported with conditioning='prompt_tuning'", "Set `train/"]),
     (["TRAIN_STESP=5"], ["unknown gin macro(s) TRAIN_STESP (did you mean TRAIN_STEPS"]),
     (["train.totl_steps=5"], ["'train' doesn't have a parameter named 'totl_steps'"]),
     (["TASK_FEATURE_LENGTHS={'inputs': 2, 'targets': 3}"],

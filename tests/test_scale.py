@@ -1,13 +1,17 @@
 """Pod-scale options of the network: `remat_policy` and `scan_layers` (issue 14)."""
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hyperprompt_jax import errors
 from hyperprompt_jax import models
 from hyperprompt_jax import network
+from hyperprompt_jax import optimizers
 from hyperprompt_jax import partitioning
 from hyperprompt_jax.formats import hf as hf_lib
 from hyperprompt_jax.formats import restore as restore_lib
@@ -48,23 +52,47 @@ def _assert_trees_close(a, b, atol):
                                err_msg=name)
 
 
-@pytest.mark.parametrize("method", ["vanilla", "hyperprompt_global", "adapters"])
-def test_remat_policies_give_the_same_loss_and_gradients(method):
+# (remat_policy, scan_layers) compared with ('none', unrolled): every combination for
+# HyperPrompt-Global (the prefix seam); for a method of each other seam (input, adapter:
+# the methods differ only in what they feed their seam) the one that wraps the seam's
+# per-layer inputs in both. Compiles dominate the test's time.
+REMAT_VARIANTS = {
+    "hyperprompt_global": (("minimal", False), ("full", False), ("none", True),
+                           ("minimal", True), ("full", True)),
+    "prompt_tuning": (("full", True),),
+    "adapters": (("full", True),),
+    "hyperformer": (("minimal", True),),
+}
+
+
+@pytest.mark.parametrize("method", list(REMAT_VARIANTS))
+def test_remat_policies_and_scan_give_the_same_loss_and_gradients(method):
   config = _config(method)
   _, params = lib.random_model(config)
   batch = helpers.mixed_batch()
-  loss, grads = _loss_and_grads(config, params, batch)
-  for policy in ("minimal", "full"):
-    remat = config.replace(remat_policy=policy)
+  variants = REMAT_VARIANTS[method]
+  configs = [config] + [config.replace(remat_policy=p, scan_layers=s) for p, s in variants]
+  inputs = [params if not c.scan_layers else scan_lib.stack_layers(params, axis=1)
+            for c in configs]
+  grad_fns = []
+  for c, p in zip(configs, inputs):
     # Rematerialisation leaves the parameter tree as it is.
-    assert helpers.flat(lib.abstract_variables(remat)["params"]).keys() == helpers.flat(
-        params).keys()
-    model = models.EncoderDecoderModel(network.Transformer(config=remat))
-    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: model.loss_fn(p, batch, None)[0]))(params))
-    assert jaxpr.count("remat") == config.num_encoder_layers + config.num_decoder_layers
-    remat_loss, remat_grads = _loss_and_grads(remat, params, batch)
-    np.testing.assert_allclose(remat_loss, loss, rtol=1e-6)
-    _assert_trees_close(remat_grads, grads, atol=1e-5)
+    assert helpers.flat(lib.abstract_variables(c)["params"]).keys() == helpers.flat(p).keys()
+    model = models.EncoderDecoderModel(network.Transformer(config=c))
+    grad_fns.append(jax.value_and_grad(functools.partial(
+        lambda m, p: m.loss_fn(p, batch, None)[0], model)))
+    # One checkpointed layer per layer (unrolled) or per scanned stack.
+    jaxpr = str(jax.make_jaxpr(grad_fns[-1])(p))
+    want = 0 if c.remat_policy == "none" else (
+        2 if c.scan_layers else config.num_encoder_layers + config.num_decoder_layers)
+    assert jaxpr.count("remat") == want, (c.remat_policy, c.scan_layers)
+  results = helpers.fast_jit(lambda ps: [f(p) for f, p in zip(grad_fns, ps)])(inputs)
+  loss, grads = results[0]
+  for (policy, scanned), (other_loss, other_grads) in zip(variants, results[1:]):
+    np.testing.assert_allclose(other_loss, loss, rtol=1e-6, err_msg=f"{policy} {scanned}")
+    if scanned:
+      other_grads = scan_lib.unstack_layers(other_grads, axis=1)
+    _assert_trees_close(other_grads, grads, atol=1e-5)
 
 
 def test_bad_remat_policy_and_scan_axis_are_refused():
@@ -103,22 +131,53 @@ def test_scanned_tree_is_the_stacked_unrolled_tree_with_a_layers_axis(axis):
   assert rules["layers"] is None and partitioning.factor_rules()["layers"] == "batch"
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_scanned_cached_decoding_matches_the_unrolled_full_forward(method):
-  config = _config(method)
+# Every method, HyperPrompt variant and placement (small baseline widths: one compile each).
+_SMALL = dict(prefix_length=3, prefix_reparam_hidden_dim=8, soft_prompt_length=2,
+              adapter_bottleneck_dim=4)
+DECODING_CASES = {
+    "vanilla": dict(hyperprompt_variant="none"),
+    **{f"hyperprompt_{v}_{p}": dict(hyperprompt_variant=v, hyperprompt_placement=p)
+       for v in ("share", "sep", "global") for p in ("encoder", "decoder", "both")},
+    **{f"prefix_tuning_{p}": dict(_SMALL, conditioning="prefix_tuning", hyperprompt_variant="none",
+                                  prefix_placement=p, prefix_reparam=p != "both")
+       for p in ("encoder", "decoder", "both")},
+    "prompt_tuning": dict(_SMALL, conditioning="prompt_tuning", hyperprompt_variant="none"),
+    "adapters": dict(_SMALL, conditioning="adapters", hyperprompt_variant="none"),
+    "adapters_mlp": dict(_SMALL, conditioning="adapters", hyperprompt_variant="none",
+                         adapter_blocks=("mlp",)),
+    "hyperformer": dict(_SMALL, conditioning="hyperformer", hyperprompt_variant="none"),
+}
+
+
+@pytest.mark.parametrize("case", list(DECODING_CASES))
+def test_scanned_cached_decoding_matches_the_unrolled_full_forward(case):
+  config = helpers.tiny_config(**DECODING_CASES[case])
   module, params = lib.random_model(config)
-  batch = helpers.mixed_batch()
-  full = np.asarray(lib.forward_fn(module)(params, batch))
   scanned, scanned_params = _scanned_twin(config)
-  cached, cache = helpers.cached_decode_logits(scanned, scanned_params, batch)
+  batch = helpers.mixed_batch()
+  decode = helpers.cached_decode_fn(scanned)
+
+  def both(params, scanned_params, batch):  # one program: one compile per case
+    return helpers.forward(module, params, batch), decode(
+        scanned_params, batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+
+  full, (cached, cache) = helpers.fast_jit(both)(params, scanned_params, batch)
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
-  np.testing.assert_allclose(np.asarray(cached)[valid], full[valid], atol=1e-5, rtol=0)
+  np.testing.assert_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], atol=1e-5,
+                             rtol=0)
   # The cache is stacked on a leading layer axis; only decoded tokens are cached.
+  assert helpers.flat(cache)
   for path, value in helpers.flat(cache).items():
     assert path.startswith(("decoder/layers/", network.DECODE_CACHE + "/")), path
     assert value.shape[0] == config.num_decoder_layers, path
     if path.endswith("cached_key"):
       assert value.shape[1:] == (4, config.num_heads, config.head_dim, 6), path
+
+
+def test_transformer_tells_t5x_it_is_scanned():
+  """t5x's models decode with `cache_offset=1` when `module.scan_layers` is true."""
+  assert network.Transformer(config=_config("vanilla", scan_layers=True)).scan_layers
+  assert not network.Transformer(config=_config("vanilla")).scan_layers
 
 
 def test_t5x_beam_expansion_of_the_scanned_cache_at_cache_offset_1():
@@ -203,3 +262,57 @@ def test_hugging_face_export_of_a_scanned_run_writes_the_unrolled_layers(tmp_pat
   loaded_config, loaded = hf_lib.load_hf_checkpoint(str(tmp_path))
   assert not loaded_config.scan_layers
   _assert_trees_close(loaded, params, atol=0)
+
+
+def test_adafactor_updates_stacked_layers_as_the_unrolled_ones():
+  """One Adafactor step of a scanned model = the unrolled model's step, stacked: second
+  moments are factored, parameters scaled and updates clipped per layer (t5x's
+  `'layers': FactorDim.BATCH`), for either `param_scan_axis`."""
+  config = _config("vanilla")
+  _, params = lib.random_model(config)
+  _, grads = _loss_and_grads(config, params, helpers.mixed_batch())
+  grads = jax.tree_util.tree_map(lambda g: 10.0 * g, grads)  # so that clipping acts
+  # Factor every leaf with two axes >= 4 (T5's 128 leaves the tiny model unfactored).
+  kwargs = dict(learning_rate=0.1, min_dim_size_to_factor=4)
+  plain = optax.adafactor(learning_rate=0.1, decay_rate=0.8, min_dim_size_to_factor=4)
+  txs = {axis: optimizers.adafactor(layers_axis=axis, **kwargs) for axis in (0, 1)}
+
+  def steps(grads, params):  # one program
+    out = {"ours": txs[1].update(grads, txs[1].init(params), params)[0],
+           "optax": plain.update(grads, plain.init(params), params)[0]}
+    for axis, tx in txs.items():
+      g, p = scan_lib.stack_layers(grads, axis=axis), scan_lib.stack_layers(params, axis=axis)
+      out[f"stacked_{axis}"] = tx.update(g, tx.init(p), p)[0]
+      out[f"optax_stacked_{axis}"] = plain.update(g, plain.init(p), p)[0]
+    return out
+
+  out = helpers.fast_jit(steps)(grads, params)
+  # Unrolled: exactly optax's Adafactor (state and update).
+  state = txs[1].init(params)
+  assert jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(plain.init(params))
+  assert [v for v in jax.tree_util.tree_leaves(state) if np.ndim(v) == 1 and v.size > 1]
+  _assert_trees_close(out["ours"], out["optax"], atol=0)
+  kernel = ("encoder", "layers_0", "mlp", "wi_0", "kernel")
+  for axis in (0, 1):
+    _assert_trees_close(scan_lib.unstack_layers(out[f"stacked_{axis}"], axis=axis), out["ours"],
+                        atol=1e-6)
+    # optax's Adafactor alone scales and clips over the whole stack: another step.
+    whole = scan_lib.unstack_layers(out[f"optax_stacked_{axis}"], axis=axis)
+    assert not np.allclose(np.asarray(functools.reduce(lambda t, k: t[k], kernel, whole)),
+                           np.asarray(functools.reduce(lambda t, k: t[k], kernel, out["ours"])),
+                           atol=1e-6)
+  # The wrong axis is refused by name.
+  with pytest.raises(errors.ConfigError, match="layers_axis"):
+    jax.eval_shape(txs[0].init, scan_lib.stack_layers(params, axis=1))
+
+
+def test_adafactor_state_of_stacked_layers_keeps_the_layers_axis_where_the_params_do():
+  """Full-size statistics are shaped like their stacked parameter and factored ones drop
+  one of its axes, so the partitioner shards them like the parameter."""
+  params = scan_lib.stack_layers(lib.random_model(_config("vanilla"))[1], axis=1)
+  tx = optimizers.adafactor(learning_rate=0.1, min_dim_size_to_factor=4, momentum=0.9)
+  state = jax.eval_shape(tx.init, params)
+  kernel = params["encoder"]["layers"]["mlp"]["wi_0"]["kernel"].shape  # [E, layers, F]
+  shapes = {tuple(x.shape) for x in jax.tree_util.tree_leaves(state["encoder/layers"])}
+  assert kernel in shapes  # the momentum
+  assert kernel[:2] in shapes  # v_row: [E, layers]

@@ -452,3 +452,41 @@ def test_t5x_pjit_train_step_on_a_model_parallel_mesh():
   state, loss0 = step(state, batch)
   _, loss1 = step(state, batch)
   assert np.isfinite(float(loss1)) and float(loss1) < float(loss0)
+
+
+# Scanned modules through t5x's decoding (`cache_offset=1` when `module.scan_layers`).
+T5X_SCAN_CONFIGS = ("hyperprompt_global_both", "adapters")
+
+
+@pytest.mark.parametrize("name", T5X_SCAN_CONFIGS)
+def test_stock_t5x_decoding_of_a_scanned_model(name):
+  """t5x's beam search and temperature sampling of the scanned model (the stacked cache
+  beam-expanded at `cache_offset=1`) return what they return for the unrolled model with
+  the same (unstacked) parameters."""
+  _, decoding, _, _, _ = _t5x()
+  from hyperprompt_jax.formats import scan as scan_lib  # pylint: disable=g-import-not-at-top
+  cfg = helpers.tiny_config(**T5X_CONFIGS[name])
+  scanned_cfg = cfg.replace(scan_layers=True)
+  batch = helpers.mixed_batch(task_of_row=(0, 1, 2, 1))
+  beam, scanned_beam = (_t5x_model(c, decoding.beam_search) for c in (cfg, scanned_cfg))
+  assert scanned_beam.module.scan_layers and not beam.module.scan_layers
+  scanned_params, _ = _t5x_initial_params(scanned_beam, batch)
+  assert "layers" in scanned_params["decoder"] and "layers_0" not in scanned_params["decoder"]
+  params = scan_lib.unstack_layers(scanned_params, axis=cfg.param_scan_axis)
+  for beams in (3,):
+    decodes, scores = _beam_search(beam, params, batch, beams)
+    scanned_decodes, scanned_scores = _beam_search(scanned_beam, scanned_params, batch, beams)
+    filled = scores > -1e6
+    np.testing.assert_array_equal(scanned_decodes[filled], decodes[filled])
+    np.testing.assert_allclose(scanned_scores[filled], scores[filled], atol=1e-4, rtol=1e-4)
+  sampler, scanned_sampler = (_t5x_model(c, decoding.temperature_sample)
+                              for c in (cfg, scanned_cfg))
+
+  def sample(model, params):
+    return helpers.fast_jit(lambda p, b, rng: model.predict_batch_with_aux(
+        p, b, rng=rng, num_decodes=2, return_all_decodes=True,
+        decoder_params={"topk": 0, "temperature": 1.0}))(params, batch, jax.random.PRNGKey(3))
+  (samples, aux), (scanned_samples, scanned_aux) = (sample(sampler, params),
+                                                    sample(scanned_sampler, scanned_params))
+  np.testing.assert_array_equal(np.asarray(scanned_samples), np.asarray(samples))
+  np.testing.assert_allclose(scanned_aux["scores"], aux["scores"], atol=1e-4, rtol=1e-4)

@@ -17,6 +17,7 @@ from hyperprompt_jax import data as data_lib
 from hyperprompt_jax import models
 from hyperprompt_jax import network
 from hyperprompt_jax import optimizers
+from hyperprompt_jax.formats import scan as scan_lib
 from hyperprompt_jax.formats import t5x as t5x_lib
 from hyperprompt_jax.formats import tree as tree_lib
 from hyperprompt_jax import task_extension
@@ -32,13 +33,13 @@ LENGTHS = dict(offline.FEATURE_LENGTHS)
 EMB, NEW = "hyperprompt/task_embedding", "hyperprompt/global_prompts"
 
 
-def _model(num_tasks, trainable="all", learning_rate=1e-2):
+def _model(num_tasks, trainable="all", learning_rate=1e-2, num_layers=1, scan_layers=False):
   config = network.T5Config(
-      vocab_size=384, emb_dim=16, num_heads=2, head_dim=4, num_encoder_layers=1,
-      num_decoder_layers=1, mlp_dim=32, mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      num_tasks=num_tasks, task_sentinel_id=VOCAB.vocab_size - 1, hyperprompt_variant="global",
-      prompt_length=2, prompt_bottleneck_dim=4, task_embed_dim=4, layer_task_dim=4,
-      task_hidden_dim=8)
+      vocab_size=384, emb_dim=16, num_heads=2, head_dim=4, num_encoder_layers=num_layers,
+      num_decoder_layers=num_layers, mlp_dim=32, mlp_activations=("gelu", "linear"),
+      dropout_rate=0.0, num_tasks=num_tasks, task_sentinel_id=VOCAB.vocab_size - 1,
+      hyperprompt_variant="global", prompt_length=2, prompt_bottleneck_dim=4, task_embed_dim=4,
+      layer_task_dim=4, task_hidden_dim=8, scan_layers=scan_layers)
   opt = optimizers.create_optimizer(learning_rate=learning_rate, trainable=trainable)
   return models.EncoderDecoderModel(network.Transformer(config=config), input_vocabulary=VOCAB,
                                     output_vocabulary=VOCAB, optimizer_def=opt)
@@ -58,10 +59,12 @@ def _flat(params):
   return {k: np.asarray(v) for k, v in tree_lib.flatten(jax.device_get(params)).items()}
 
 
+SHAPES = {"encoder_input_tokens": (8, LENGTHS["inputs"]),
+          "decoder_input_tokens": (8, LENGTHS["targets"])}
+
+
 def _init(model, seed):
-  shapes = {"encoder_input_tokens": (8, LENGTHS["inputs"]),
-            "decoder_input_tokens": (8, LENGTHS["targets"])}
-  init = jax.jit(lambda key: model.get_initial_variables(key, shapes)["params"])  # eager: slow
+  init = jax.jit(lambda key: model.get_initial_variables(key, SHAPES)["params"])  # eager: slow
   return _flat(init(jax.random.PRNGKey(seed)))
 
 
@@ -135,3 +138,27 @@ def test_task_axes_of_every_conditioning_method():
     assert axes and all(flat[k].shape[a] == 3 for k, a in axes.items())  # num_tasks = 3
     if expected is not None:
       assert set(axes) == expected
+
+
+def test_extension_restores_an_unrolled_checkpoint_into_a_scanned_model(tmp_path):
+  """A 2+2-layer unrolled 6-task checkpoint into the scanned 7-task model: the layers
+  are stacked, the task-indexed parameters extended as for the unrolled model."""
+  base = _init(_model(6, num_layers=2), seed=SEED + 1)
+  ckpt = t5x_lib.save_orbax_checkpoint(str(tmp_path / "base"), tree_lib.unflatten(base), step=2)
+  restored = {}
+  for scan in (False, True):
+    model = _model(7, num_layers=2, scan_layers=scan)
+    variables = jax.eval_shape(lambda m=model: m.get_initial_variables(
+        jax.random.PRNGKey(0), SHAPES))
+    init_fn = jax.jit(lambda key, m=model: m.get_initial_variables(key, SHAPES)["params"])
+    params = task_extension.restore_extending_tasks(
+        ckpt, variables["params"], params_axes=variables["params_axes"],
+        rng=jax.random.PRNGKey(SEED), init_fn=init_fn)
+    restored[scan] = params
+  assert "layers" in restored[True]["encoder"] and "layers_0" not in restored[True]["encoder"]
+  unrolled, scanned = _flat(restored[False]), _flat(scan_lib.unstack_layers(restored[True]))
+  assert set(scanned) == set(unrolled)
+  for key in unrolled:
+    np.testing.assert_array_equal(scanned[key], unrolled[key], err_msg=key)
+  assert unrolled[EMB].shape[0] == 7
+  np.testing.assert_array_equal(unrolled[EMB][:6], base[EMB])

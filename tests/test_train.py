@@ -6,6 +6,7 @@ import pytest
 
 import launcher_testlib as tl
 from hyperprompt_jax import eval as eval_lib
+from hyperprompt_jax import evaluation
 from hyperprompt_jax import infer as infer_lib
 from hyperprompt_jax import launch
 from hyperprompt_jax import run_dir
@@ -101,7 +102,6 @@ def test_train_eval_infer_commands_end_to_end(tmp_path, capsys):
     ("--gin.TRAIN_STEPS=(1", "Bad gin configuration"),
     ('--gin.MIXTURE_OR_TASK_NAME="launcher_test_mixtur"', "launcher_test_mixture"),
     ("--gin.NUM_TASKS=1", "NUM_TASKS = 2"),
-    ("--gin.train/data.DatasetConfig.pack=True", "pack=True is not allowed"),
     ("--gin.BATCH_SIZE=7", "divisible"),
 ])
 def test_bad_configuration_is_one_error_line(tmp_path, capsys, flag, message):
@@ -132,3 +132,50 @@ def test_task_index_outside_num_tasks_is_refused_not_clipped(tmp_path):
   with pytest.raises(launch.ConfigurationError, match=r"outside T5Config.num_tasks=1"):
     train_lib.train(model=tl.tiny_model(num_tasks=1), train_dataset_cfg=tl.dataset_cfg(),
                     model_dir=str(tmp_path), total_steps=1, partitioner=tl.partitioner())
+
+
+def test_scanned_train_eval_infer_from_an_unrolled_checkpoint(tmp_path, capsys):
+  """`--gin.network.T5Config.scan_layers=True` through the launcher, 2+2 layers: an
+  unrolled run's checkpoint starts a scanned run (INITIAL_CHECKPOINT_PATH), which trains,
+  evaluates and infers; resuming the unrolled MODEL_DIR scanned is one clear error."""
+  layers = ["--gin.network.T5Config.num_encoder_layers=2",
+            "--gin.network.T5Config.num_decoder_layers=2"]
+  scan = "--gin.network.T5Config.scan_layers=True"
+  unrolled_dir, scanned_dir = tmp_path / "unrolled", tmp_path / "scanned"
+  assert launch.run(train_lib.train, _train_flags(
+      unrolled_dir, *layers, "--gin.TRAIN_STEPS=2", "--gin.EVAL_PERIOD=None")).step == 2
+  capsys.readouterr()
+  # The unrolled MODEL_DIR does not resume scanned; nothing in it is touched.
+  before = sorted(os.listdir(unrolled_dir))
+  assert train_lib.main(_train_flags(unrolled_dir, *layers, scan,
+                                     "--gin.TRAIN_STEPS=4")) == launch.EXIT_CONFIG_ERROR
+  err = capsys.readouterr().err
+  assert "scan_layers: False -> True" in err and "INITIAL_CHECKPOINT_PATH" in err, err
+  # ... nor with the config change allowed: the checkpoint's layout is named.
+  assert train_lib.main(_train_flags(unrolled_dir, *layers, scan, "--gin.TRAIN_STEPS=4",
+                                     "--gin.ALLOW_CONFIG_CHANGE=True")
+                        ) == launch.EXIT_CONFIG_ERROR
+  err = capsys.readouterr().err
+  assert "saved with T5Config.scan_layers=False" in err and "INITIAL_CHECKPOINT_PATH" in err, err
+  assert sorted(os.listdir(unrolled_dir)) == before
+  result = launch.run(train_lib.train, _train_flags(
+      scanned_dir, *layers, scan, f'--gin.INITIAL_CHECKPOINT_PATH="{unrolled_dir}/checkpoint_2"',
+      "--gin.EVAL_PERIOD=4", "--gin.CHECKPOINT_PERIOD=4"))
+  out = capsys.readouterr().out
+  assert result.step == 4 and "Initialised from" in out and "Evaluation at step 4" in out
+  assert "layers" in result.state.params["decoder"]
+  assert "layers_0" not in result.state.params["decoder"]
+  metrics = launch.run(eval_lib.evaluate, TINY_MODEL_FLAGS + layers + [
+      scan, "--gin_file=runs/eval.gin", f'--gin.CHECKPOINT_PATH="{scanned_dir}/checkpoint_4"',
+      f'--gin.EVAL_OUTPUT_DIR="{tmp_path / "eval"}"', "--gin.BATCH_SIZE=8"])
+  best = json.loads((scanned_dir / "best_checkpoints.json").read_text())
+  # The scanned checkpoint's evaluation reproduces the one made during training.
+  assert best["average"]["step"] == 4
+  assert abs(evaluation.task_scores(metrics[4])["average"] - best["average"]["score"]) < 1e-6
+  written = launch.run(infer_lib.infer, TINY_MODEL_FLAGS + layers + [
+      scan, "--gin_file=runs/infer.gin", f'--gin.CHECKPOINT_PATH="{scanned_dir}/checkpoint_4"',
+      f'--gin.INFER_OUTPUT_DIR="{tmp_path / "infer"}"', '--gin.INFER_SPLIT="validation"',
+      "--gin.TASK_FEATURE_LENGTHS={'inputs': 8, 'targets': 2}", "--gin.MAX_EXAMPLES=3",
+      "--gin.BATCH_SIZE=8"])
+  assert len(written) == len(tl.TASKS)
+  assert len([json.loads(line) for line in open(written[tl.TASKS[0]])]) == 3

@@ -23,6 +23,12 @@ Seam contracts (`B` batch, `M` layers of one stack, `l` prompt/prefix length):
   * 'adapter': `module(task_ids, stack)` -> `{block: weights}` with `weights` a dict of
                `[B, M, ...]` arrays consumed by `adapters.apply_adapter`, or None.
 
+Packed rows (several examples per row, `encoder_segment_ids` given): the network
+calls a 'prefix' or 'adapter' module with `task_ids=None` and gets every task's
+prefixes (`[1, M, T*l, H, D]`, masked per query by the network) or weights
+(`[T, M, ...]`, picked per token); a method whose record sets `packing_refusal`
+is refused with `pack=True` at configuration time (`data.check_model_and_tasks`).
+
 The registry is the one place that knows the methods. A `Method` record holds
 everything the rest of the library needs about one: the network builds
 `record.module(config=cfg)` under `record.name` and feeds its seam; partitioning
@@ -84,6 +90,9 @@ class Method:
       (initialisers): they may change between runs in one MODEL_DIR.
     is_active: `config -> bool`; False makes the network vanilla T5
       (HyperPrompt with `hyperprompt_variant='none'`).
+    packing_refusal: why the method cannot condition packed rows (each segment
+      on its own task), refused at configuration time with `pack=True`; None
+      when it can (its module then accepts `task_ids=None`, see "Packed rows").
     decode_cache: keep the decoder's per-example conditioning in the decode cache,
       computed once per decode call (`network.Transformer._decoder_conditioning`);
       False recomputes it in every step (for methods that only gather parameters
@@ -99,6 +108,7 @@ class Method:
   exported_prompts: Optional[Callable[[Any], Optional[ExportedPrompts]]] = None
   runtime_fields: Tuple[str, ...] = ()
   is_active: Callable[[Any], bool] = _always
+  packing_refusal: Optional[str] = None
   decode_cache: bool = True
 
 
@@ -244,7 +254,8 @@ _register("prefix_tuning", "prefix", prefix_tuning.PrefixTuning,
           exported_prompts=prefix_tuning.exported_prompts, runtime_fields=_INIT_FIELDS)
 _register("prompt_tuning", "input", prompt_tuning.PromptTuning,
           prompt_tuning.expected_num_params, {"tasks": "batch", "prompt_length": "none"},
-          validate=prompt_tuning.validate_config, runtime_fields=_INIT_FIELDS)
+          validate=prompt_tuning.validate_config, runtime_fields=_INIT_FIELDS,
+          packing_refusal=prompt_tuning.PACKING_REFUSAL)
 _register("adapters", "adapter", adapters.Adapters, adapters.expected_num_params,
           {"tasks": "batch", "adapter_bottleneck": "column"},
           validate=adapters.validate_config, runtime_fields=("adapter_init_stddev",),

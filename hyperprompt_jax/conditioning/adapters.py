@@ -80,14 +80,60 @@ def expected_num_params(config: Any) -> int:
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
-  """Centred layer norm of `x [B, L, E]` with per-example `scale, bias [B, E]` (float32 math)."""
+  """Centred layer norm of `x [B, L, E]` with per-example `scale, bias [B, E]` (or per-token
+  `[B, L, E]`), float32 math."""
   dtype = x.dtype
   x = x.astype(jnp.float32)
   mean = jnp.mean(x, axis=-1, keepdims=True)
   var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
   y = (x - mean) * jax.lax.rsqrt(var + epsilon)
-  y = y * scale[:, None].astype(jnp.float32) + bias[:, None].astype(jnp.float32)
+  if scale.ndim == 2:
+    scale, bias = scale[:, None], bias[:, None]
+  y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
   return y.astype(dtype)
+
+
+TOKEN_TASK = "token_task"
+
+
+def with_token_tasks(weights: Mapping[str, Mapping[str, jax.Array]], token_tasks: jax.Array
+                     ) -> Dict[str, AdapterWeights]:
+  """Packed rows: every task's weights `{block: {name: [T, M, ...]}}` plus each token's task.
+
+  Adds `token_task [B, M, L]` (the `[B, L]` task of every token, repeated per
+  layer so that the per-layer slicing and `nn.scan` treat it like the weights).
+  """
+  out = {}
+  for block, w in weights.items():
+    layers = next(iter(w.values())).shape[1]
+    tasks = jnp.broadcast_to(token_tasks[:, None].astype(jnp.int32),
+                             (token_tasks.shape[0], layers, token_tasks.shape[1]))
+    out[block] = dict(w, **{TOKEN_TASK: tasks})
+  return out
+
+
+def _packed_adapter(x: jax.Array, weights: Mapping[str, jax.Array], *, activation: str,
+                    epsilon: float) -> jax.Array:
+  """`apply_adapter` for packed rows: `weights` hold every task's (`[T, ...]`) and
+  `token_task [B, L]`; each token goes through its own task's adapter.
+
+  Every token is run through all `T` down-projections and the outputs of other
+  tasks are zeroed before the up-projection (a one-hot mix): `T` times an
+  adapter's FLOPs, but no per-token copy of the weights (`[B, L, E, b]`).
+  """
+  dtype = x.dtype
+  num_tasks = weights["down_kernel"].shape[0]
+  one_hot = jax.nn.one_hot(weights[TOKEN_TASK], num_tasks, dtype=dtype)  # [B, L, T]
+  h = jnp.einsum("ble,tef->bltf", x, weights["down_kernel"].astype(dtype))
+  h = h + weights["down_bias"].astype(dtype)
+  h = activation_fn(activation)(h) * one_hot[..., None]
+  y = jnp.einsum("bltf,tfe->ble", h, weights["up_kernel"].astype(dtype))
+  y = y + jnp.einsum("blt,te->ble", one_hot, weights["up_bias"].astype(dtype))
+  if "norm_scale" in weights:
+    per_token = lambda name: jnp.einsum("blt,te->ble", one_hot.astype(jnp.float32),
+                                        weights[name].astype(jnp.float32))
+    y = layer_norm(y, per_token("norm_scale"), per_token("norm_bias"), epsilon)
+  return x + y
 
 
 def apply_adapter(x: jax.Array, weights: Mapping[str, jax.Array], *, activation: str,
@@ -101,9 +147,13 @@ def apply_adapter(x: jax.Array, weights: Mapping[str, jax.Array], *, activation:
       norm on the adapter output, HyperFormer++).
     activation: name of the non-linearity (see `activation_fn`).
     epsilon: layer-norm epsilon.
+    Packed rows (`with_token_tasks`): the same names with `[T, ...]` instead of
+    `[B, ...]` plus `token_task [B, L]`.
   Returns:
     `x + adapter(x)`, `[B, L, E]` in `x.dtype`.
   """
+  if TOKEN_TASK in weights:
+    return _packed_adapter(x, weights, activation=activation, epsilon=epsilon)
   dtype = x.dtype
   h = jnp.einsum("ble,bef->blf", x, weights["down_kernel"].astype(dtype))
   h = h + weights["down_bias"][:, None].astype(dtype)
@@ -174,15 +224,16 @@ class Adapters(nn.Module):
   config: Any
 
   @nn.compact
-  def __call__(self, task_ids: jax.Array, stack: str) -> Dict[str, AdapterWeights]:
+  def __call__(self, task_ids: Optional[jax.Array], stack: str) -> Dict[str, AdapterWeights]:
     """Adapter weights of `stack`'s layers gathered per example.
 
     Args:
-      task_ids: `[B]` int32 task indices.
+      task_ids: `[B]` int32 task indices, or None (packed rows): every task's.
       stack: 'encoder' or 'decoder'.
     Returns:
       `{block: {'down_kernel': [B, M, E, b], 'down_bias': [B, M, b],
-      'up_kernel': [B, M, b, E], 'up_bias': [B, M, E]}}` for each configured block.
+      'up_kernel': [B, M, b, E], 'up_bias': [B, M, E]}}` for each configured block
+      (`T` instead of `B` when `task_ids` is None).
     """
     cfg = self.config
     num_layers = stack_layers(cfg, stack)
@@ -192,5 +243,5 @@ class Adapters(nn.Module):
                                features=cfg.emb_dim, bottleneck=cfg.adapter_bottleneck_dim,
                                init_stddev=cfg.adapter_init_stddev,
                                name=f"{stack}_{block}")()
-      out[block] = gather_tasks(table, task_ids)
+      out[block] = table if task_ids is None else gather_tasks(table, task_ids)
     return out

@@ -47,7 +47,7 @@ Parameters (under `hyperformer/`; `T` tasks, `M` layers of a stack, `n` blocks,
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +107,7 @@ class AdapterHyperNet(nn.Module):
   num_layers: int
 
   @nn.compact
-  def __call__(self, task_embedding: jax.Array, task_ids: jax.Array
+  def __call__(self, task_embedding: jax.Array, task_ids: Optional[jax.Array]
                ) -> Dict[str, adapters_lib.AdapterWeights]:
     cfg = self.config
     tp, m = cfg.task_embed_dim, self.num_layers
@@ -119,8 +119,9 @@ class AdapterHyperNet(nn.Module):
                                 axes=("layers", "task_embed"))
     block_emb = param_with_axes("block_embedding", embed_init, (n, tp), jnp.float32,
                                 axes=("adapter_blocks", "task_embed"))
-    # Rows: every task (then gather) or every example's task (static choice, same result).
-    per_example = task_ids.shape[0] < cfg.num_tasks
+    # Rows: every task (then gather) or every example's task (static choice, same result);
+    # packed rows (task_ids None) keep every task's.
+    per_example = task_ids is not None and task_ids.shape[0] < cfg.num_tasks
     rows = jnp.take(task_embedding, task_ids, axis=0) if per_example else task_embedding
     r = rows.shape[0]
     sites = jnp.concatenate([
@@ -152,7 +153,7 @@ class AdapterHyperNet(nn.Module):
         "norm_scale": gen("norm_scale_generator", (e,), ("embed",)),
         "norm_bias": gen("norm_bias_generator", (e,), ("embed",)),
     }
-    if not per_example:
+    if not per_example and task_ids is not None:
       weights = adapters_lib.gather_tasks(weights, task_ids)
     # [B, M, n, ...] -> {block: [B, M, ...]}
     return {block: {k: v[:, :, j] for k, v in weights.items()} for j, block in enumerate(blocks)}
@@ -163,12 +164,13 @@ class HyperFormer(nn.Module):
   config: Any
 
   @nn.compact
-  def __call__(self, task_ids: jax.Array, stack: str
+  def __call__(self, task_ids: Optional[jax.Array], stack: str
                ) -> Dict[str, adapters_lib.AdapterWeights]:
     """Generated adapter weights of `stack`'s layers, per example.
 
     Args:
-      task_ids: `[B]` int32 task indices.
+      task_ids: `[B]` int32 task indices, or None (packed rows): every task's
+        weights, `T` in place of `B`.
       stack: 'encoder' or 'decoder'.
     Returns:
       `{block: {'down_kernel': [B, M, E, b], 'down_bias': [B, M, b],

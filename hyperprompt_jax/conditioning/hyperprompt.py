@@ -273,11 +273,14 @@ class HyperPrompt(nn.Module):
       outputs.append(out)
     return outputs[0], outputs[1]
 
-  def __call__(self, task_ids: jax.Array, stack: str) -> Optional[Tuple[jax.Array, jax.Array]]:
+  def __call__(self, task_ids: Optional[jax.Array], stack: str
+               ) -> Optional[Tuple[jax.Array, jax.Array]]:
     """Prompts of `stack` ('encoder' or 'decoder') gathered per example.
 
     Args:
-      task_ids: `[B]` int32 task indices.
+      task_ids: `[B]` int32 task indices, or None for packed rows: every task's
+        prompts as `T * l` shared slots, `[1, M_stack, T*l, H, D]`
+        (`seams.gather_prefixes`).
       stack: which stack's layers to return.
     Returns:
       `(key_prompts, value_prompts)`, each `[B, M_stack, l, H, D]`, or None when

@@ -125,12 +125,14 @@ class PrefixTuning(nn.Module):
       outputs.append(up(hidden, "tlh,mhd->tmld", layers))
     return outputs[0], outputs[1]
 
-  def __call__(self, task_ids: jax.Array, stack: str
+  def __call__(self, task_ids: Optional[jax.Array], stack: str
                ) -> Optional[Tuple[jax.Array, jax.Array]]:
     """Prefixes of `stack` ('encoder' or 'decoder') gathered per example.
 
     Args:
-      task_ids: `[B]` int32 task indices.
+      task_ids: `[B]` int32 task indices, or None for packed rows: every task's
+        prompts as `T * l` shared slots, `[1, M_stack, T*l, H, D]`
+        (`seams.gather_prefixes`).
       stack: which stack's layers to return.
     Returns:
       `(key_prefixes, value_prefixes)`, each `[B, M_stack, l, H, D]`, or None

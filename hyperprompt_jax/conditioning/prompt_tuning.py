@@ -13,7 +13,8 @@ biases treat the prompt as positions `0..l-1` in front of the tokens.
 As in the paper's multi-task setting (HyperPrompt, §4) the prompts are
 task-specific and the whole model is tuned; to tune only the prompts, freeze
 every parameter that does not match `prompt_tuning/.*`. Packed inputs are
-rejected (one prompt per row; the same restriction as t5x prompt-tuning).
+refused at configuration time (`PACKING_REFUSAL`; the same restriction as t5x
+prompt-tuning).
 
 Parameters (under `prompt_tuning/`):
   prompts  [T, l, E]  (tasks, prompt_length, embed)
@@ -31,6 +32,13 @@ from flax.linen import partitioning as nn_partitioning
 from hyperprompt_jax import errors
 
 param_with_axes = nn_partitioning.param_with_axes
+
+
+# Why `pack=True` is refused (registry record; one line of the configuration error).
+PACKING_REFUSAL = (
+    "its soft prompt is l rows in front of the whole encoder row; conditioning packed "
+    "segments would need l rows inside every segment, which changes the row length "
+    "(L + S*l for S segments) and so cannot keep seqio's packed feature lengths")
 
 
 def expected_num_params(config: Any) -> int:
