@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: install
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=25 tests
 
 # A fresh small HyperPrompt-Global run on the offline mixture (CPU, a few minutes):
 # checkpoints, TensorBoard summaries, metrics.png and the per-task table in $(DEMO_DIR).
