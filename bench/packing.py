@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 from typing import Any, Dict, List
 
@@ -171,8 +170,7 @@ def main(argv: List[str]) -> int:
   lengths = LENGTHS[1:] if args.quick else LENGTHS
   results: Dict[str, Any] = {
       "shapes": dataclasses.asdict(shapes), "sample_batches": args.sample_batches,
-      "machine": f"{platform.machine()} {os.cpu_count()} CPU threads, jax {jax.__version__} "
-                 f"on {jax.default_backend()}",
+      "machine": bench_run.machine(),
       "runs": [measure(l, shapes, args.sample_batches) for l in lengths]}
   results["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
   command = "python -m bench.packing" + (" --quick" if args.quick else "")
