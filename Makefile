@@ -47,7 +47,7 @@ precision: install
 # backbone (resumed if interrupted), then every method fine-tuned from it, 3 seeds, both
 # regimes -> bench/wordnet_quality.{md,json} and bench/wordnet_attention.{md,json,png}.
 WORDNET_BACKBONE_DIR ?= /tmp/hyperprompt_wordnet_backbone
-WORDNET_PRETRAIN_STEPS ?= 1500
+WORDNET_PRETRAIN_STEPS ?= 3000
 QUALITY_ARGS ?=
 quality: install
 	$(PY) -m hyperprompt_tasks.wordnet_data

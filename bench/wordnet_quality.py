@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import tempfile
@@ -65,7 +66,8 @@ REPO = quality.REPO
 MODEL_GIN = quality.MODEL_GIN
 QUALITY_GIN = "bench/wordnet_quality.gin"
 PRETRAIN_GIN = "runs/wordnet_pretrain.gin"
-DEFAULT_CHECKPOINT = os.path.join(tempfile.gettempdir(), "wordnet_backbone", "checkpoint_1500")
+DEFAULT_CHECKPOINT = os.path.join(tempfile.gettempdir(), "hyperprompt_wordnet_backbone",
+                                  "checkpoint_3000")  # make quality's
 METHODS = quality.METHODS
 METHOD_KEYS = quality.METHOD_KEYS
 LABELS = {k: label for k, label, _ in METHODS}
@@ -75,7 +77,7 @@ HYPERPROMPT = ("hyperprompt_share", "hyperprompt_sep", "hyperprompt_global")
 REFERENCE = ("all", "vanilla")
 # The configuration of `make quality`, sized from the CPU time of this session's smaller
 # runs (bench/wordnet_quality.md says which configuration produced the committed figures).
-FULL = dict(steps=200, eval_period=50, batch_size=16, eval_examples=100, seeds="0,1,2")
+FULL = dict(steps=300, eval_period=100, batch_size=32, eval_examples=100, seeds="0,1,2")
 
 
 def gin_args(method: str, regime: str, batch_size: int, extra: Sequence[str] = ()) -> List[str]:
@@ -218,7 +220,7 @@ def run_seed(setup: Setup, checkpoint: str, seed: int, steps: int, eval_period: 
 
 
 def _short(task: str) -> str:
-  return task.replace("wordnet_", "").replace("_v1", "")
+  return re.sub(r"_v\d+$", "", task.replace("wordnet_", ""))
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> Dict[str, float]:

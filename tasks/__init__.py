@@ -48,4 +48,6 @@ def register_all(*, vocabulary=None, prefix: str = "", tfds_data_dir=None) -> tu
 
 
 register_all()
-wordnet.register_wordnet_tasks()  # byte vocabulary; WordNet is read when a dataset is built
+# WordNet is read when a dataset is built: `_v1` byte vocabulary, `_v2` WordNet SentencePiece.
+wordnet.register_wordnet_tasks()
+wordnet.register_wordnet_tasks(wordnet.sentencepiece_vocabulary(), version=2)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import io
 import json
 import os
 import random
@@ -81,12 +82,18 @@ RELATION_EVAL_CAP_PER_CLASS = 125
 LEXNAME_TRAIN_CAP_PER_CLASS = 400
 LEXNAME_EVAL_CAP_PER_CLASS = 40
 REVERSE_TRAIN_CAP = 15_000
+# The `_v2` tasks' SentencePiece vocabulary: unigram pieces trained on the training
+# split (`sentencepiece_texts`), plus the 100 sentinels seqio adds on top.
+SPM_VOCAB_SIZE = 4000
+SPM_OPTIONS = dict(model_type="unigram", character_coverage=1.0, pad_id=0, eos_id=1,
+                   unk_id=2, bos_id=-1, input_sentence_size=0, num_threads=1,
+                   minloglevel=2)
 
 Example = Tuple[str, str]  # (inputs, targets)
 
 
-def task_name(kind: str, prefix: str = "") -> str:
-  return f"{prefix}wordnet_{kind}_v1"
+def task_name(kind: str, prefix: str = "", version: int = 1) -> str:
+  return f"{prefix}wordnet_{kind}_v{version}"
 
 
 TASKS = tuple(task_name(k) for k in KINDS)
@@ -310,9 +317,10 @@ def split_sizes() -> Dict[str, Dict[str, int]]:
 
 
 def kind_of(name: str) -> Optional[str]:
-  """The kind of a WordNet task name (any prefix, index suffix allowed), else None."""
+  """The kind of a WordNet task name (any prefix and version, index suffix allowed), else None."""
   base = name.split(registry.INDEX_SUFFIX)[0]
-  return next((k for k in KINDS if base.endswith(task_name(k))), None)
+  match = re.search(r"wordnet_([a-z_]+)_v\d+$", base)
+  return match.group(1) if match and match.group(1) in KINDS else None
 
 
 def chance_accuracy(task: str, split: str = "validation") -> float:
@@ -361,8 +369,12 @@ def _train_size_rate(maximum: float):
 
 
 def register_wordnet_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
-                           prefix: str = "") -> Tuple[str, ...]:
-  """Registers the five tasks, `wordnet_lexical_v1` and the pretraining task (bytes default)."""
+                           prefix: str = "", version: int = 1) -> Tuple[str, ...]:
+  """Registers the five tasks, the mixture and the pretraining task (bytes default).
+
+  Names end in `_v<version>`: `_v1` is the byte vocabulary, `_v2` the WordNet
+  SentencePiece vocabulary (`sentencepiece_vocabulary()`); tasks/__init__ registers both.
+  """
   features = vocabularies.text_features(vocabulary)
   names = []
   for kind in KINDS:
@@ -372,7 +384,7 @@ def register_wordnet_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
     else:
       post = functools.partial(postprocessors.string_label_to_class_id, label_classes=labels)
       metric_fns = (metrics.accuracy,)
-    name = task_name(kind, prefix)
+    name = task_name(kind, prefix, version)
     registry.register_task(
         name,
         source=seqio.FunctionDataSource(functools.partial(_dataset_fn, kind=kind),
@@ -383,13 +395,112 @@ def register_wordnet_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
         metric_fns=metric_fns)
     names.append(name)
   rate = _train_size_rate(MIXTURE_CAP)
-  registry.register_mixture(prefix + WORDNET_MIXTURE, [(n, rate) for n in names])
+  mixture = prefix + WORDNET_MIXTURE.replace("_v1", f"_v{version}")
+  registry.register_mixture(mixture, [(n, rate) for n in names])
   # Pretraining: plain seqio (no task sentinel), t5's span corruption over the glosses.
+  pretrain = prefix + PRETRAIN_TASK.replace("_v1", f"_v{version}")
   seqio.TaskRegistry.add(
-      prefix + PRETRAIN_TASK,
+      pretrain,
       source=seqio.FunctionDataSource(_pretrain_dataset_fn, splits=SPLITS),
       preprocessors=[seqio.preprocessors.tokenize, span_corruption.span_corruption,
                      seqio.preprocessors.append_eos_after_trim],
       output_features=features,
       metric_fns=[])
-  return tuple(names) + (prefix + WORDNET_MIXTURE, prefix + PRETRAIN_TASK)
+  return tuple(names) + (mixture, pretrain)
+
+
+# ---------------------------------------------------------------------------
+# The WordNet SentencePiece vocabulary (the `_v2` tasks).
+# ---------------------------------------------------------------------------
+
+
+def sentencepiece_texts() -> Tuple[str, ...]:
+  """The vocabulary's training corpus: the pretraining texts of the training lemmas
+  (glosses and example sentences) and the five tasks' training inputs and targets.
+
+  Only the training split: no validation or test word shapes the pieces. The task
+  texts are included so that the label words (`hypernym`, `noun.animal`, ...) and the
+  t5 format keys, rare in glosses, get pieces of their own.
+  """
+  texts = list(pretraining_texts("train"))
+  for kind in KINDS:
+    for inputs, targets in examples(kind, "train"):
+      texts += [inputs, targets]
+  return tuple(texts)
+
+
+def sentencepiece_model_path(vocab_size: int = SPM_VOCAB_SIZE) -> str:
+  """Where the vocabulary trained on the WordNet read now is cached (next to the examples)."""
+  digest = hashlib.md5(f"{BUILD_VERSION}:{SPM_OPTIONS}:{wordnet_data.source_key()}".encode())
+  return os.path.join(wordnet_data.layout_root(),
+                      f"hyperprompt_wordnet_spm{vocab_size}_{digest.hexdigest()[:12]}.model")
+
+
+def train_sentencepiece(vocab_size: int = SPM_VOCAB_SIZE) -> str:
+  """Trains the unigram SentencePiece model once (cached on disk); returns its path.
+
+  pad 0, EOS 1, UNK 2 and no BOS, as seqio's `SentencePieceVocabulary` expects;
+  exactly `vocab_size` pieces (sentencepiece's hard limit: too small a corpus is its
+  error); one thread over every sentence (no sampling), so every process that trains
+  it writes the same model.
+  """
+  import sentencepiece  # seqio's dependency
+
+  path = sentencepiece_model_path(vocab_size)
+  if os.path.isfile(path):
+    return path
+  model = io.BytesIO()
+  sentencepiece.set_random_generator_seed(SEED)
+  sentencepiece.SentencePieceTrainer.train(
+      sentence_iterator=iter(sentencepiece_texts()), model_writer=model,
+      vocab_size=vocab_size, **SPM_OPTIONS)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(model.getvalue())
+  os.replace(tmp, path)  # atomic: concurrent processes write identical files
+  return path
+
+
+class WordNetSentencePieceVocabulary(seqio.SentencePieceVocabulary):
+  """seqio's SentencePiece vocabulary, trained on WordNet when first used.
+
+  Constructing it reads nothing (tasks are registered at import time, WordNet may be
+  missing); the model file is trained (`train_sentencepiece`) or found in the cache
+  the first time a token is encoded or decoded. Two instances are equal when their
+  sizes are, so the model's vocabulary (gin) and the tasks' compare equal.
+  """
+
+  def __init__(self, vocab_size: int = SPM_VOCAB_SIZE,
+               extra_ids: int = vocabularies.DEFAULT_EXTRA_IDS):
+    self._spm_vocab_size = vocab_size
+    super().__init__("", extra_ids=extra_ids)
+
+  @property
+  def sentencepiece_model_file(self) -> str:
+    if not self._sentencepiece_model_file:
+      self._sentencepiece_model_file = train_sentencepiece(self._spm_vocab_size)
+    return self._sentencepiece_model_file
+
+  def _model_context(self):
+    _ = self.sentencepiece_model_file
+    return super()._model_context()
+
+  def __eq__(self, other) -> bool:
+    return (isinstance(other, WordNetSentencePieceVocabulary)
+            and (self._spm_vocab_size, self.extra_ids) == (other._spm_vocab_size,
+                                                           other.extra_ids))
+
+  def __hash__(self) -> int:
+    return hash((type(self).__name__, self._spm_vocab_size, self.extra_ids))
+
+  def __str__(self) -> str:
+    return (f"WordNetSentencePieceVocabulary(vocab_size={self._spm_vocab_size}, "
+            f"extra_ids={self.extra_ids})")
+
+
+def sentencepiece_vocabulary(vocab_size: int = SPM_VOCAB_SIZE,
+                             extra_ids: int = vocabularies.DEFAULT_EXTRA_IDS
+                             ) -> WordNetSentencePieceVocabulary:
+  """The `_v2` tasks' vocabulary (gin: `VOCABULARY = @wordnet.sentencepiece_vocabulary()`)."""
+  return WordNetSentencePieceVocabulary(vocab_size, extra_ids)

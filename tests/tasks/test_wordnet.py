@@ -165,3 +165,61 @@ def test_reverse_dictionary_is_scored_by_exact_match():
   assert wordnet.exact_match(["dog", "cat"], ["dog", "cats"]) == {"accuracy": 50.0}
   task = seqio.get_mixture_or_task("wordnet_reverse_dictionary_v1")
   assert task.postprocess_fn(b"dog ", is_target=True) == "dog"
+
+
+# The WordNet SentencePiece vocabulary (`_v2` tasks), trained here on the test database.
+TEST_SPM_SIZE = 150
+
+
+def test_sentencepiece_vocabulary_is_trained_on_first_use_and_cached(db, tmp_path):
+  vocab = wordnet.sentencepiece_vocabulary(TEST_SPM_SIZE)
+  path = wordnet.sentencepiece_model_path(TEST_SPM_SIZE)
+  assert not os.path.exists(path)  # constructing it reads and writes nothing
+  assert vocab.vocab_size == TEST_SPM_SIZE + 100
+  assert os.path.isfile(path) and vocab.sentencepiece_model_file == path
+  # Cached: a second instance reads the same file; the same corpus trains the same model.
+  again = wordnet.sentencepiece_vocabulary(TEST_SPM_SIZE)
+  assert again == vocab and again.sentencepiece_model_file == path
+  assert again != wordnet.sentencepiece_vocabulary(TEST_SPM_SIZE + 1)
+  assert again != wordnet.vocabularies.byte_vocabulary()
+  first = open(path, "rb").read()
+  os.remove(path)
+  wordnet.train_sentencepiece(TEST_SPM_SIZE)
+  assert open(path, "rb").read() == first
+  # Trained on the training split only: no validation or test lemma is a piece.
+  pieces = {vocab.tokenizer.id_to_piece(i).lstrip("\u2581")
+            for i in range(vocab.tokenizer.get_piece_size())}
+  corpus = set(re.findall(r"\w+", " ".join(wordnet.sentencepiece_texts())))
+  held_out = {w for split in ("validation", "test")
+              for _, w in wordnet.examples(wordnet.REVERSE, split)}
+  assert held_out and not held_out & pieces and not held_out & corpus
+  for inputs, target in wordnet.examples(wordnet.RELATION, "validation")[:5]:
+    assert vocab.decode(vocab.encode(inputs)) == inputs
+  assert vocab.decode([vocab.vocab_size - 1]) == "<extra_id_0>"
+
+
+def test_sentencepiece_tasks_carry_the_task_sentinel_of_that_vocabulary(db):
+  vocab = wordnet.sentencepiece_vocabulary(TEST_SPM_SIZE)
+  names = wordnet.register_wordnet_tasks(vocab, prefix="test_spm_", version=2)
+  try:
+    assert names[-2:] == ("test_spm_wordnet_lexical_v2", "test_spm_wordnet_span_corruption_v2")
+    assert [wordnet.kind_of(n) for n in names[:5]] == list(wordnet.KINDS)
+    mixture = seqio.get_mixture_or_task("test_spm_wordnet_lexical_v2")
+    for task in mixture.tasks:
+      index = ht.task_binding(task.name).index
+      kind = wordnet.kind_of(task.name)
+      rows = list(task.get_dataset(LENGTHS, split="validation", shuffle=False)
+                  .take(2).as_numpy_iterator())
+      for row, (inputs, target) in zip(rows, wordnet.examples(kind, "validation")):
+        assert row["inputs"][0] == vocab.vocab_size - 1 - index
+        assert vocab.decode(row["inputs"][1:].tolist()) == inputs
+        assert vocab.decode(row["targets"].tolist()) == target
+    assert wordnet.chance_accuracy(names[2]) == wordnet.chance_accuracy(wordnet.TASKS[2])
+    pretrain = seqio.get_mixture_or_task(names[-1])
+    row = next(pretrain.get_dataset({"inputs": 32, "targets": 16}, split="train",
+                                    shuffle=False, seed=0).as_numpy_iterator())
+    assert len(row["inputs"]) == 32 and row["targets"][0] == vocab.vocab_size - 1
+  finally:
+    for name in names:
+      seqio.MixtureRegistry.remove(name)
+      seqio.TaskRegistry.remove(name)
