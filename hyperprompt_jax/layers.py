@@ -276,14 +276,25 @@ def dot_product_attention(query: Array,
                           dropout_rate: float = 0.,
                           deterministic: bool = False,
                           dtype: DType = jnp.float32,
-                          float32_logits: bool = False) -> Array:
+                          float32_logits: bool = False,
+                          *,
+                          key_prefix: Optional[Array] = None,
+                          value_prefix: Optional[Array] = None) -> Array:
   """Unscaled T5 attention (the 1/sqrt(D) scale lives in the query initialiser).
+
+  With `key_prefix` / `value_prefix` the keys are `[prefix; key]` and the values
+  `[prefix; value]`, attended as two blocks: one softmax over `P + Lk` logits, but
+  neither the keys nor the values are concatenated (what cached decoding needs: the
+  prefix is fixed, the cache is the long operand, and a concatenation would copy it
+  at every step).
 
   Args:
     query: `[B, Lq, H, D]`.
     key: `[B, Lk, H, D]`.
     value: `[B, Lk, H, D]`.
-    bias: additive bias broadcastable to `[B, H, Lq, Lk]` (mask folded in).
+    bias: additive bias broadcastable to `[B, H, Lq, Lk]` (mask folded in);
+      `[.., Lq, P + Lk]` with a prefix.
+    key_prefix, value_prefix: `[B or 1, P, H, D]` or None (both or neither).
   Returns:
     `[B, Lq, H, D]`.
   """
@@ -294,6 +305,13 @@ def dot_product_attention(query: Array,
     query = query.astype(jnp.float32)
     key = key.astype(jnp.float32)
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+  if key_prefix is not None:
+    key_prefix = key_prefix.astype(key.dtype)
+    if key_prefix.shape[0] == 1:  # shared by the rows
+      prefix_logits = jnp.einsum("bqhd,khd->bhqk", query, key_prefix[0])
+    else:
+      prefix_logits = jnp.einsum("bqhd,bkhd->bhqk", query, key_prefix)
+    logits = jnp.concatenate([prefix_logits, logits], axis=-1)
   if bias is not None:
     logits = logits + bias.astype(logits.dtype)
   weights = jax.nn.softmax(logits).astype(dtype)
@@ -305,7 +323,14 @@ def dot_product_attention(query: Array,
     keep = jax.random.bernoulli(dropout_rng, keep_prob, dropout_shape)
     keep = jnp.broadcast_to(keep, weights.shape)
     weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype))
-  return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+  if key_prefix is None:
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+  prefix_len = key_prefix.shape[1]
+  value_prefix = value_prefix.astype(value.dtype)
+  out = jnp.einsum("bhqk,bkhd->bqhd", weights[..., prefix_len:], value)
+  if value_prefix.shape[0] == 1:
+    return out + jnp.einsum("bhqk,khd->bqhd", weights[..., :prefix_len], value_prefix[0])
+  return out + jnp.einsum("bhqk,bkhd->bqhd", weights[..., :prefix_len], value_prefix)
 
 
 def prepend_prefix(prefix: Array, x: Array) -> Array:
@@ -425,15 +450,19 @@ class MultiHeadDotProductAttention(nn.Module):
           bias = lax.dynamic_slice(bias, (0, 0, cur_index, 0),
                                    (1, bias.shape[1], 1, bias.shape[3]))
 
+    two_blocks = None  # cached decoding attends to (prefix, cache) as two blocks
     if key_prefix is not None:
       prefix_len = key_prefix.shape[1]
       if mask is None or mask.shape[-1] != prefix_len + key.shape[1]:
         mask = widen_mask_for_prefix(mask, prefix_len)  # else the caller masked the prefix
-      key = prepend_prefix(key_prefix, key)
-      value = prepend_prefix(value_prefix, value)
-      key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
-      value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
       bias = widen_bias_for_prefix(bias, prefix_len)
+      if decode:
+        two_blocks = dict(key_prefix=key_prefix, value_prefix=value_prefix)
+      else:
+        key = prepend_prefix(key_prefix, key)
+        value = prepend_prefix(value_prefix, value)
+        key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
+        value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
 
     if mask is not None:
       attention_bias = lax.select(
@@ -451,7 +480,7 @@ class MultiHeadDotProductAttention(nn.Module):
     x = dot_product_attention(
         query, key, value, bias=attention_bias, dropout_rng=dropout_rng,
         dropout_rate=self.dropout_rate, deterministic=deterministic, dtype=self.dtype,
-        float32_logits=self.float32_logits)
+        float32_logits=self.float32_logits, **(two_blocks or {}))
     out = DenseGeneral(features=inputs_q.shape[-1], axis=(-2, -1), kernel_init=self.kernel_init,
                        kernel_axes=("joined_kv", "embed"), dtype=self.dtype, name="out")(x)
     return out

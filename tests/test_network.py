@@ -345,3 +345,26 @@ def test_decode_steps_do_not_evaluate_the_conditioning(name):
   # task's) uses the zeroed parameters and gets other logits.
   recomputed = run(params, jnp.ones_like(enc), zeroed, zeroed, enc, dec_in)
   assert not np.allclose(np.asarray(recomputed)[valid], full[valid], atol=1e-3)
+
+
+@pytest.mark.parametrize("prefix_batch", [1, 3])
+def test_two_block_prefix_attention_equals_attention_over_the_concatenation(prefix_batch):
+  """Cached decoding's prefix path (no key/value concatenation) is the same attention."""
+  from hyperprompt_jax import layers  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  b, lq, lk, p, h, d = 3, 2, 5, 4, 2, 8
+  q, k, v = (jnp.asarray(rng.randn(b, n, h, d), jnp.float32) for n in (lq, lk, lk))
+  kp, vp = (jnp.asarray(rng.randn(prefix_batch, p, h, d), jnp.float32) for _ in range(2))
+  bias = jnp.asarray(rng.randn(b, h, lq, p + lk), jnp.float32)
+  bias = bias.at[0, :, :, p + 3:].set(-1e10)  # masked keys, as the cache's future positions
+  for float32_logits in (False, True):
+    expected = layers.dot_product_attention(
+        q, layers.prepend_prefix(kp, k), layers.prepend_prefix(vp, v), bias,
+        deterministic=True, float32_logits=float32_logits)
+    ours = layers.dot_product_attention(q, k, v, bias, deterministic=True,
+                                        float32_logits=float32_logits,
+                                        key_prefix=kp, value_prefix=vp)
+    np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=1e-6)
+  # The prefix matters: without it the output differs.
+  plain = layers.dot_product_attention(q, k, v, bias[..., p:], deterministic=True)
+  assert not np.allclose(plain, expected, atol=1e-3)
