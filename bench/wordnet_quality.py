@@ -286,14 +286,18 @@ def init_table(summary: Dict[str, Any]) -> List[str]:
 
 def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
   from hyperprompt_tasks import wordnet  # pylint: disable=g-import-not-at-top
-  tasks = [t for t in wordnet.TASKS if any(t in s["scores"] for s in summary.values())]
+  # The tasks that ran (either vocabulary's names), in the mixture's order.
+  tasks = sorted({t for s in summary.values() for t in s["scores"] if t != "average"},
+                 key=lambda t: (wordnet.KINDS.index(wordnet.kind_of(t)), t))
+  mixture = (re.sub(r"wordnet_[a-z_]+_(v\d+)$", r"wordnet_lexical_\1", tasks[0]) if tasks
+             else wordnet.WORDNET_MIXTURE)
   lines = [
       "# WordNet quality comparison (issue 11)", "",
       f"Command: `{meta['command']}`, {meta['date']}, {meta['machine']}; "
       f"{meta['num_runs']} fine-tuning runs, {meta['wall_minutes']:.0f} min; pretraining "
       f"{meta.get('pretrain_note', '(see docs/wordnet.md)')}.", "",
       f"Backbone: `{meta['checkpoint']}` (span corruption on WordNet glosses, "
-      "runs/wordnet_pretrain.gin). Fine-tuning on `wordnet_lexical_v1` "
+      f"runs/wordnet_pretrain.gin). Fine-tuning on `{mixture}` "
       f"(bench/wordnet_quality.gin): {meta['steps']} steps of batch {meta['batch_size']}, "
       "Adafactor, constant learning rate (the gin file's LEARNING_RATE"
       + (f"; extra bindings {', '.join(meta['gin'])}" if meta.get("gin") else "")

@@ -32,6 +32,12 @@ answer on validation) are computed from the data; docs/wordnet.md has the table.
 The mixture `wordnet_lexical_v1` mixes the five tasks examples-proportionally
 with a cap of `MIXTURE_CAP` training examples (rates are read from the data when
 the mixture is first sampled, so importing this module reads nothing).
+
+**Vocabularies.** The `_v1` names (table above) use the byte vocabulary; the same
+tasks, mixture and pretraining task named `_v2` (`wordnet_lexical_v2`, ...) use
+`sentencepiece_vocabulary()`: 4,000 unigram pieces trained on the training split
+(`sentencepiece_texts`) when first used, cached next to the examples. The `make
+quality` experiment uses `_v2` (docs/wordnet.md says why).
 """
 
 from __future__ import annotations
