@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -208,7 +209,13 @@ def phase_times(cfg: network.T5Config, shapes: Shapes) -> Dict[str, float]:
                    ("forward_backward_s", lambda: forward_backward(params, batch)),
                    ("optimizer_s", lambda: update(grads, state, params))):
     jax.block_until_ready(fn())
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     out[name] = statistics.median(timed(fn, shapes.steps))
+    # MiB of fresh pages the kernel mapped and zeroed per call (minor page faults): the
+    # temporaries XLA:CPU allocates per execution and the allocator unmaps again.
+    out[name.replace("_s", "_page_fault_mib")] = (
+        (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+        * os.sysconf("SC_PAGE_SIZE") / 2**20 / shapes.steps)
   return out
 
 
@@ -442,6 +449,15 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
                          ("optimizer_s", "Adafactor update")):
         o, t = results["phases"][key], hf[key]
         lines.append(f"| {label} | {o:.3f} | {t:.3f} | {o / t:.3f} |")
+      ph = results["phases"]
+      if "forward_page_fault_mib" in ph:
+        lines.append("")
+        lines.append(
+            f"(forward + backward) / forward: ours {ph['forward_backward_s'] / ph['forward_s']:.2f}, "
+            f"HF {hf['forward_backward_s'] / hf['forward_s']:.2f}. Fresh pages the kernel mapped "
+            f"per call of ours (minor page faults): forward {ph['forward_page_fault_mib']:.0f} MiB, "
+            f"forward + backward {ph['forward_backward_page_fault_mib']:.0f} MiB, Adafactor "
+            f"{ph['optimizer_page_fault_mib']:.0f} MiB (bench/profile.md).")
     if "peft_error" in hf:
       lines.append(f"\nPEFT prefix tuning could not run: {hf['peft_error']}")
     lines.append(f"\ntransformers {hf['transformers']}, torch {hf['torch']}.")

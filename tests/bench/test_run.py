@@ -55,3 +55,20 @@ def test_markdown_reports_ratios_against_the_same_run():
   assert {"vanilla", "hyperprompt_global", "exported_prompts"} <= set(results["decode"])
   assert all(r["tokens_per_s"] > 0 for r in results["decode"].values())
   assert jax.numpy.isfinite(results["methods"]["hyperprompt_global"]["train_ratio_vs_vanilla"])
+
+
+def test_phases_report_their_page_faults_next_to_hf():
+  phases = run.phase_times(run.make_config(TINY, hyperprompt_variant="none"), TINY)
+  for phase in ("forward", "forward_backward", "optimizer"):
+    assert phases[f"{phase}_s"] > 0 and phases[f"{phase}_page_fault_mib"] >= 0
+  hf = {"train_step_s": 1.0, "forward_s": 0.5, "forward_backward_s": 1.5, "optimizer_s": 0.2,
+        "transformers": "x", "torch": "y"}
+  results = {"shapes": dataclasses.asdict(TINY), "threads": 2, "machine": "test",
+             "matmul_peak_gflops": 1.0, "decode": {"vanilla": {"tokens_per_s": 1.0}},
+             "methods": {"vanilla": {"step_s": 1.0, "train_ratio_vs_vanilla": 1.0, "params": 1,
+                                     "added_pct": 0.0, "flops": 1.0, "mfu": 0.1}},
+             "phases": phases, "hf": hf}
+  text = run.render_markdown(results, "make bench")
+  ratio = phases["forward_backward_s"] / phases["forward_s"]
+  assert f"(forward + backward) / forward: ours {ratio:.2f}, HF 3.00" in text
+  assert "minor page faults" in text
