@@ -289,8 +289,7 @@ def markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
   # The tasks that ran (either vocabulary's names), in the mixture's order.
   tasks = sorted({t for s in summary.values() for t in s["scores"] if t != "average"},
                  key=lambda t: (wordnet.KINDS.index(wordnet.kind_of(t)), t))
-  mixture = (re.sub(r"wordnet_[a-z_]+_(v\d+)$", r"wordnet_lexical_\1", tasks[0]) if tasks
-             else wordnet.WORDNET_MIXTURE)
+  mixture = wordnet.mixture_name(version=wordnet.version_of(tasks[0]) if tasks else 1)
   lines = [
       "# WordNet quality comparison (issue 11)", "",
       f"Command: `{meta['command']}`, {meta['date']}, {meta['machine']}; "

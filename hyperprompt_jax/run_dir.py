@@ -69,14 +69,19 @@ def eval_results(step: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-def write_text(path: str, text: str) -> str:
-  """Writes `text` to `path` atomically (temporary file, then rename); returns the path."""
+def write_bytes(path: str, data: bytes) -> str:
+  """Writes `data` to `path` atomically (temporary file, then rename); returns the path."""
   target = epath.Path(path)
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-  tmp.write_text(text)
+  tmp.write_bytes(data)
   tmp.replace(target)
   return path
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes `text` (UTF-8) to `path` atomically; returns the path."""
+  return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str, payload: Any, *, indent: Optional[int] = 2,

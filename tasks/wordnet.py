@@ -68,7 +68,7 @@ EVAL_CAP = 500
 MIXTURE_CAP = 20_000
 SEED = 20220701
 BUILD_VERSION = 2  # bump when the examples change (names the on-disk cache)
-WORDNET_MIXTURE = "wordnet_lexical_v1"
+WORDNET_MIXTURE = "wordnet_lexical_v1"  # = mixture_name(), pretrain_task_name(): the bytes
 PRETRAIN_TASK = "wordnet_span_corruption_v1"
 
 WIC, RELATION, POS, LEXNAME, REVERSE = "wic", "relation", "pos", "lexname", "reverse_dictionary"
@@ -100,6 +100,23 @@ Example = Tuple[str, str]  # (inputs, targets)
 
 def task_name(kind: str, prefix: str = "", version: int = 1) -> str:
   return f"{prefix}wordnet_{kind}_v{version}"
+
+
+def mixture_name(prefix: str = "", version: int = 1) -> str:
+  return f"{prefix}wordnet_lexical_v{version}"
+
+
+def pretrain_task_name(prefix: str = "", version: int = 1) -> str:
+  return f"{prefix}wordnet_span_corruption_v{version}"
+
+
+_NAME = re.compile(r"wordnet_([a-z_]+)_v(\d+)$")
+
+
+def version_of(name: str) -> Optional[int]:
+  """The `_v<version>` of a WordNet task or mixture name (index suffix allowed), else None."""
+  match = _NAME.search(name.split(registry.INDEX_SUFFIX)[0])
+  return int(match.group(2)) if match else None
 
 
 TASKS = tuple(task_name(k) for k in KINDS)
@@ -324,8 +341,7 @@ def split_sizes() -> Dict[str, Dict[str, int]]:
 
 def kind_of(name: str) -> Optional[str]:
   """The kind of a WordNet task name (any prefix and version, index suffix allowed), else None."""
-  base = name.split(registry.INDEX_SUFFIX)[0]
-  match = re.search(r"wordnet_([a-z_]+)_v\d+$", base)
+  match = _NAME.search(name.split(registry.INDEX_SUFFIX)[0])
   return match.group(1) if match and match.group(1) in KINDS else None
 
 
@@ -401,10 +417,10 @@ def register_wordnet_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *,
         metric_fns=metric_fns)
     names.append(name)
   rate = _train_size_rate(MIXTURE_CAP)
-  mixture = prefix + WORDNET_MIXTURE.replace("_v1", f"_v{version}")
+  mixture = mixture_name(prefix, version)
   registry.register_mixture(mixture, [(n, rate) for n in names])
   # Pretraining: plain seqio (no task sentinel), t5's span corruption over the glosses.
-  pretrain = prefix + PRETRAIN_TASK.replace("_v1", f"_v{version}")
+  pretrain = pretrain_task_name(prefix, version)
   seqio.TaskRegistry.add(
       pretrain,
       source=seqio.FunctionDataSource(_pretrain_dataset_fn, splits=SPLITS),
@@ -460,12 +476,8 @@ def train_sentencepiece(vocab_size: int = SPM_VOCAB_SIZE) -> str:
   sentencepiece.SentencePieceTrainer.train(
       sentence_iterator=iter(sentencepiece_texts()), model_writer=model,
       vocab_size=vocab_size, **SPM_OPTIONS)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(model.getvalue())
-  os.replace(tmp, path)  # atomic: concurrent processes write identical files
-  return path
+  # Atomic: concurrent processes write identical files.
+  return run_dir.write_bytes(path, model.getvalue())
 
 
 class WordNetSentencePieceVocabulary(seqio.SentencePieceVocabulary):
