@@ -276,25 +276,14 @@ def dot_product_attention(query: Array,
                           dropout_rate: float = 0.,
                           deterministic: bool = False,
                           dtype: DType = jnp.float32,
-                          float32_logits: bool = False,
-                          *,
-                          key_prefix: Optional[Array] = None,
-                          value_prefix: Optional[Array] = None) -> Array:
+                          float32_logits: bool = False) -> Array:
   """Unscaled T5 attention (the 1/sqrt(D) scale lives in the query initialiser).
-
-  With `key_prefix` / `value_prefix` the keys are `[prefix; key]` and the values
-  `[prefix; value]`, attended as two blocks: one softmax over `P + Lk` logits, but
-  neither the keys nor the values are concatenated (what cached decoding needs: the
-  prefix is fixed, the cache is the long operand, and a concatenation would copy it
-  at every step).
 
   Args:
     query: `[B, Lq, H, D]`.
     key: `[B, Lk, H, D]`.
     value: `[B, Lk, H, D]`.
-    bias: additive bias broadcastable to `[B, H, Lq, Lk]` (mask folded in);
-      `[.., Lq, P + Lk]` with a prefix.
-    key_prefix, value_prefix: `[B or 1, P, H, D]` or None (both or neither).
+    bias: additive bias broadcastable to `[B, H, Lq, Lk]` (mask folded in).
   Returns:
     `[B, Lq, H, D]`.
   """
@@ -305,13 +294,6 @@ def dot_product_attention(query: Array,
     query = query.astype(jnp.float32)
     key = key.astype(jnp.float32)
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
-  if key_prefix is not None:
-    key_prefix = key_prefix.astype(key.dtype)
-    if key_prefix.shape[0] == 1:  # shared by the rows
-      prefix_logits = jnp.einsum("bqhd,khd->bhqk", query, key_prefix[0])
-    else:
-      prefix_logits = jnp.einsum("bqhd,bkhd->bhqk", query, key_prefix)
-    logits = jnp.concatenate([prefix_logits, logits], axis=-1)
   if bias is not None:
     logits = logits + bias.astype(logits.dtype)
   weights = jax.nn.softmax(logits).astype(dtype)
@@ -323,14 +305,7 @@ def dot_product_attention(query: Array,
     keep = jax.random.bernoulli(dropout_rng, keep_prob, dropout_shape)
     keep = jnp.broadcast_to(keep, weights.shape)
     weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype))
-  if key_prefix is None:
-    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
-  prefix_len = key_prefix.shape[1]
-  value_prefix = value_prefix.astype(value.dtype)
-  out = jnp.einsum("bhqk,bkhd->bqhd", weights[..., prefix_len:], value)
-  if value_prefix.shape[0] == 1:
-    return out + jnp.einsum("bhqk,khd->bqhd", weights[..., :prefix_len], value_prefix[0])
-  return out + jnp.einsum("bhqk,bkhd->bqhd", weights[..., :prefix_len], value_prefix)
+  return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
 
 
 def prepend_prefix(prefix: Array, x: Array) -> Array:
@@ -359,13 +334,29 @@ class MultiHeadDotProductAttention(nn.Module):
   """t5x multi-head attention, with an optional task prefix on keys and values.
 
   The prefix (`key_prefix`, `value_prefix`: `[B, P, H, D]`, already in the
-  projected K/V space) is prepended to the keys and values after the
-  autoregressive cache update, so it is never written into the cache; it
-  gets zero relative position bias. Unless the mask already has `P + Lk`
-  columns it is never masked. Packed rows pass one prefix block shared by the
-  rows (`[1, P, H, D]`) and a mask `[B, 1, Lq, P + Lk]` whose first `P` columns
-  say which prefix slots each query sees (its own segment's task's).
-  Queries and the output length are unchanged.
+  projected K/V space) is prepended to the keys and values; it gets zero relative
+  position bias, and unless the mask already has `P + Lk` columns it is never
+  masked. Packed rows pass one prefix block shared by the rows (`[1, P, H, D]`)
+  and a mask `[B, 1, Lq, P + Lk]` whose first `P` columns say which prefix slots
+  each query sees (its own segment's task's). Queries and the output length are
+  unchanged.
+
+  Cached decoding (`decode=True`, self-attention): the cache is t5x's
+  (`cached_key`, `cached_value` `[B, H, D, L]`, `cache_index`), with the prefix in
+  `P` columns in front of the `L` decode positions (`[B, H, D, P + L]`), so a step
+  runs vanilla T5's attention over `P + L` columns. With `static_prefix` (a cache
+  made from the real inputs) the call that creates the cache writes the prefix and
+  steps leave it; otherwise (t5x's cache from all-ones inputs, whose prefix may be
+  another task's) every step writes `key_prefix`/`value_prefix` over those columns.
+
+  Cross-attention in cached decoding: `inputs_kv` (the encoded inputs) is the same at
+  every step. With `static_kv_cache`, the call that creates the cache
+  (`fill_static_kv_cache`) projects it once and stores the keys and values in the
+  layouts the attention's matmuls read (`cached_key [B, H, D, Lk]`, `cached_value
+  [B, H, Lk, D]`), and the decode steps (`static_kv_cache`) read them. Without that
+  cache (t5x's cache initialisation from all-ones inputs) a step projects `inputs_kv`
+  itself, as t5x does: XLA hoists the projections out of the decode loop but still
+  transposes both at every step and layer.
   """
   num_heads: int
   head_dim: int
@@ -384,6 +375,9 @@ class MultiHeadDotProductAttention(nn.Module):
                key_prefix: Optional[Array] = None,
                value_prefix: Optional[Array] = None,
                decode: bool = False,
+               static_prefix: bool = False,
+               static_kv_cache: bool = False,
+               fill_static_kv_cache: bool = False,
                deterministic: bool = False) -> Array:
     """Applies attention.
 
@@ -394,13 +388,22 @@ class MultiHeadDotProductAttention(nn.Module):
         `[B, 1, Lq, P + Lk]` (the prefix columns' visibility given).
       bias: `[1 or B, H, Lq, Lk]` or None.
       key_prefix, value_prefix: `[B or 1, P, H, D]` or None (both or neither).
-      decode: autoregressive step with the `cache` collection.
+      decode: autoregressive self-attention step with the `cache` collection.
+      static_prefix: with `decode` and a prefix: the prefix is written into the cache
+        when it is created and not rewritten by the steps.
+      static_kv_cache: `inputs_kv` is fixed over the decode steps (cross-attention
+        in cached decoding): read its keys/values from the cache if it holds them.
+      fill_static_kv_cache: with `static_kv_cache`, on the call that creates the
+        cache: store them there.
       deterministic: disables dropout.
     Returns:
       `[B, Lq, E]`.
     """
     if (key_prefix is None) != (value_prefix is None):
       raise ValueError("key_prefix and value_prefix must be given together.")
+    if decode and static_kv_cache:
+      raise ValueError("decode (self-attention cache) and static_kv_cache (cross-attention "
+                       "cache) are exclusive.")
     projection = functools.partial(
         DenseGeneral, axis=-1, features=(self.num_heads, self.head_dim),
         kernel_axes=("embed", "joined_kv"), dtype=self.dtype)
@@ -410,20 +413,37 @@ class MultiHeadDotProductAttention(nn.Module):
       return self.kernel_init(*args) / depth_scaling
 
     query = projection(kernel_init=query_init, name="query")(inputs_q)
-    key = projection(kernel_init=self.kernel_init, name="key")(inputs_kv)
-    value = projection(kernel_init=self.kernel_init, name="value")(inputs_kv)
     query = with_sharding_constraint(query, ("batch", "length", "heads", "kv"))
+    if static_kv_cache and self.has_variable("cache", "cached_key"):
+      # [B, H, D, Lk] and [B, H, Lk, D] -> [B, Lk, H, D]: XLA folds these into the matmuls.
+      key = jnp.moveaxis(self.get_variable("cache", "cached_key"), -1, -3)
+      value = jnp.moveaxis(self.get_variable("cache", "cached_value"), -2, -3)
+    else:
+      key = projection(kernel_init=self.kernel_init, name="key")(inputs_kv)
+      value = projection(kernel_init=self.kernel_init, name="value")(inputs_kv)
+      if static_kv_cache and fill_static_kv_cache:
+        self.put_variable("cache", "cached_key", jnp.moveaxis(key, -3, -1))
+        self.put_variable("cache", "cached_value", jnp.moveaxis(value, -3, -2))
     key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
     value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
 
+    prefix_len = 0 if key_prefix is None else key_prefix.shape[1]
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
-      # Cache layout [B, H, D, L], as t5x keeps it.
-      swap_dims = lambda x: x[:-3] + tuple(x[i] for i in [-2, -1, -3])
-      cached_key = self.variable("cache", "cached_key", jnp.zeros, swap_dims(key.shape),
-                                 key.dtype)
-      cached_value = self.variable("cache", "cached_value", jnp.zeros,
-                                   swap_dims(value.shape), value.dtype)
+      # Cache layout [B, H, D, P + L], as t5x keeps it ([B, H, D, L]) with the prefix's
+      # P columns in front.
+      cache_shape = key.shape[:-3] + (key.shape[-2], key.shape[-1], prefix_len + key.shape[-3])
+
+      def initial(prefix, dtype):  # zeros, with the prefix's columns when it is static
+        if not (static_prefix and prefix_len):
+          return jnp.zeros(cache_shape, dtype)
+        prefix = jnp.broadcast_to(jnp.moveaxis(prefix.astype(dtype), -3, -1),
+                                  cache_shape[:-1] + (prefix_len,))
+        rest = jnp.zeros(cache_shape[:-1] + (cache_shape[-1] - prefix_len,), dtype)
+        return jnp.concatenate([prefix, rest], axis=-1)
+
+      cached_key = self.variable("cache", "cached_key", initial, key_prefix, key.dtype)
+      cached_value = self.variable("cache", "cached_value", initial, value_prefix, value.dtype)
       cache_index = self.variable("cache", "cache_index",
                                   lambda: jnp.array(0, dtype=jnp.int32))
       if is_initialized:
@@ -433,36 +453,47 @@ class MultiHeadDotProductAttention(nn.Module):
           raise ValueError(f"Autoregressive cache shape error, expected query shape "
                            f"{expected} instead got {query.shape}.")
         cur_index = cache_index.value
-        one_hot = jax.nn.one_hot(cur_index, length, dtype=key.dtype)
-        # [B, 1, H, D] -> [B, H, D, 1] times one-hot [L] writes position cur_index.
-        key = cached_key.value + jnp.moveaxis(key, -3, -1) * one_hot
-        value = cached_value.value + jnp.moveaxis(value, -3, -1) * one_hot
+
+        def update(cached, new, prefix):
+          # [B, 1, H, D] -> [B, H, D, 1] written into column P + cur_index, in place (t5x
+          # adds a one-hot [L] times the new column instead: the same values, but a pass
+          # over the whole cache at every step and layer); the prefix over columns < P.
+          start = (0,) * (cached.ndim - 1)
+          updated = lax.dynamic_update_slice(cached, jnp.moveaxis(new, -3, -1).astype(cached.dtype),
+                                             start + (prefix_len + cur_index,))
+          if prefix is None or static_prefix:
+            return updated
+          prefix = jnp.broadcast_to(jnp.moveaxis(prefix.astype(cached.dtype), -3, -1),
+                                    updated.shape[:-1] + (prefix_len,))
+          return lax.dynamic_update_slice(updated, prefix, start + (0,))
+
+        key = update(cached_key.value, key, key_prefix)
+        value = update(cached_value.value, value, value_prefix)
         cached_key.value = key
         cached_value.value = value
         cache_index.value = cache_index.value + 1
         key = jnp.moveaxis(key, -1, -3)
         value = jnp.moveaxis(value, -1, -3)
-        # Only keys up to and including the current position are visible.
+        # The prefix and the keys up to and including the current position are visible.
         mask = combine_masks(
             mask,
-            jnp.broadcast_to(jnp.arange(length) <= cur_index, (batch, 1, 1, length)))
+            jnp.broadcast_to(jnp.arange(length) <= prefix_len + cur_index,
+                             (batch, 1, 1, length)))
         if bias is not None:
+          # Widened before the row is picked: the widened bias is the same at every step.
+          bias = widen_bias_for_prefix(bias, prefix_len) if prefix_len else bias
           bias = lax.dynamic_slice(bias, (0, 0, cur_index, 0),
                                    (1, bias.shape[1], 1, bias.shape[3]))
+        key_prefix = value_prefix = None  # in the cache now
 
-    two_blocks = None  # cached decoding attends to (prefix, cache) as two blocks
     if key_prefix is not None:
-      prefix_len = key_prefix.shape[1]
       if mask is None or mask.shape[-1] != prefix_len + key.shape[1]:
         mask = widen_mask_for_prefix(mask, prefix_len)  # else the caller masked the prefix
       bias = widen_bias_for_prefix(bias, prefix_len)
-      if decode:
-        two_blocks = dict(key_prefix=key_prefix, value_prefix=value_prefix)
-      else:
-        key = prepend_prefix(key_prefix, key)
-        value = prepend_prefix(value_prefix, value)
-        key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
-        value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
+      key = prepend_prefix(key_prefix, key)
+      value = prepend_prefix(value_prefix, value)
+      key = with_sharding_constraint(key, ("batch", "length", "heads", "kv"))
+      value = with_sharding_constraint(value, ("batch", "length", "heads", "kv"))
 
     if mask is not None:
       attention_bias = lax.select(
@@ -480,7 +511,7 @@ class MultiHeadDotProductAttention(nn.Module):
     x = dot_product_attention(
         query, key, value, bias=attention_bias, dropout_rng=dropout_rng,
         dropout_rate=self.dropout_rate, deterministic=deterministic, dtype=self.dtype,
-        float32_logits=self.float32_logits, **(two_blocks or {}))
+        float32_logits=self.float32_logits)
     out = DenseGeneral(features=inputs_q.shape[-1], axis=(-2, -1), kernel_init=self.kernel_init,
                        kernel_axes=("joined_kv", "embed"), dtype=self.dtype, name="out")(x)
     return out

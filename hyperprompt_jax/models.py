@@ -168,20 +168,21 @@ class EncoderDecoderModel:
     return jnp.sum(token_scores * weights, axis=-1)
 
   # -- inference ------------------------------------------------------------
-  def _init_cache(self, params, encoder_input_tokens: Array, max_decode_length: int):
-    """The decode cache of `encoder_input_tokens [B, Le]`'s examples.
+  def _init_cache(self, params, encoder_input_tokens: Array, max_decode_length: int
+                  ) -> Tuple[Mapping[str, Any], Array]:
+    """The decode cache of `encoder_input_tokens [B, Le]`'s examples and their encoding.
 
-    Unlike t5x, which initialises it from all-ones inputs, this passes the real
-    encoder inputs, so the decoder's task conditioning (the hyper-prompts) is
-    computed here, once per decode call, and never inside a decode step
-    (`network.Transformer._decoder_conditioning`).
+    Unlike t5x, which initialises the cache from all-ones inputs, this creates it from
+    the real inputs (`network.Transformer.init_decode_cache`), so what is fixed for the
+    decode call (the cross-attention keys/values of the encoded inputs, the decoder's
+    hyper-prompts) is computed here, once, and never inside a decode step.
     """
     batch_size = encoder_input_tokens.shape[0]
     dec_shape = (batch_size, max_decode_length)
-    _, variables = self.module.apply(
+    encoded, variables = self.module.apply(
         {"params": params}, encoder_input_tokens, jnp.ones(dec_shape, jnp.int32),
-        jnp.ones(dec_shape, jnp.int32), decode=True, enable_dropout=False, mutable=["cache"])
-    return variables["cache"]
+        mutable=["cache"], method=self.module.init_decode_cache)
+    return variables["cache"], encoded
 
   def predict_batch_with_aux(self, params, batch: Batch, rng: Optional[jax.Array] = None,
                              decoder_params: Optional[Mapping[str, Any]] = None,
@@ -197,9 +198,7 @@ class EncoderDecoderModel:
     if max_decode_length is None:
       max_decode_length = batch["decoder_input_tokens"].shape[1]
     eos_id = self.output_vocabulary.eos_id if self.output_vocabulary is not None else 1
-    cache = self._init_cache(params, encoder_input_tokens, max_decode_length)
-    encoded = self.module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
-                                method=self.module.encode)
+    cache, encoded = self._init_cache(params, encoder_input_tokens, max_decode_length)
     batch_size = encoder_input_tokens.shape[0]
 
     def step(carry, _):

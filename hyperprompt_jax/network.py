@@ -219,8 +219,15 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Self-attention (prompted, cached), cross-attention, MLP. Input/output `[B, L, E]`."""
+  """Self-attention (prompted, cached), cross-attention, MLP. Input/output `[B, L, E]`.
+
+  `static_cache`: with `decode`, the decode cache is made from the real inputs
+  (`Transformer.init_decode_cache`): the call that creates it stores what is fixed
+  for the decode call (the cross-attention keys/values of the encoded inputs, the
+  self-attention's prefix columns) and the steps only read it.
+  """
   config: T5Config
+  static_cache: bool = False
 
   @nn.compact
   def __call__(self, inputs, encoded, decoder_mask=None, encoder_decoder_mask=None,
@@ -235,7 +242,7 @@ class DecoderLayer(nn.Module):
         dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
         name="self_attention")(x, x, decoder_mask, decoder_bias, key_prefix=key_prefix,
                                value_prefix=value_prefix, deterministic=deterministic,
-                               decode=decode)
+                               decode=decode, static_prefix=self.static_cache)
     x = _adapt(cfg, x, adapter, "attention")
     x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = x + inputs
@@ -245,6 +252,8 @@ class DecoderLayer(nn.Module):
         num_heads=cfg.num_heads, dtype=cfg.dtype, head_dim=cfg.head_dim,
         dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits,
         name="encoder_decoder_attention")(y, encoded, encoder_decoder_mask,
+                                          static_kv_cache=decode,
+                                          fill_static_kv_cache=self.static_cache,
                                           deterministic=deterministic)
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = y + x
@@ -284,7 +293,8 @@ def _layers_first(per_layer: Any) -> Any:
   return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 1, 0), per_layer)
 
 
-def _scanned_layers(stack: nn.Module, layer_cls, num_layers: int, num_broadcast: int):
+def _scanned_layers(stack: nn.Module, layer_cls, num_layers: int, num_broadcast: int,
+                    **attributes):
   """`layer_cls` under `nn.scan` over `num_layers` layers, named `layers` (t5x scalable_t5).
 
   The carry is the activations `[B, L, E]`; the next `num_broadcast` arguments
@@ -300,7 +310,7 @@ def _scanned_layers(stack: nn.Module, layer_cls, num_layers: int, num_broadcast:
       layer_cls, variable_axes={"params": params_axis, "cache": 0},
       split_rngs={"params": True, "dropout": True},
       in_axes=(nn.broadcast,) * num_broadcast + (0, 0), length=num_layers,
-      axis_name="layers")(config=cfg, name="layers")
+      axis_name="layers")(config=cfg, name="layers", **attributes)
 
 
 def _layer_prefix(prefixes: Prefixes, lyr: int) -> Prefixes:
@@ -358,7 +368,7 @@ class Decoder(nn.Module):
   def __call__(self, encoded, decoder_input_tokens, decoder_positions=None,
                decoder_mask=None, encoder_decoder_mask=None, deterministic=False,
                decode=False, max_decode_length=None, prefixes: Prefixes = None,
-               adapters: AdapterWeights = None):
+               adapters: AdapterWeights = None, static_cache: bool = False):
     cfg = self.config
     del decoder_positions  # Relative attention needs no absolute positions.
     assert decoder_input_tokens.ndim == 2  # [batch, len]
@@ -375,13 +385,15 @@ class Decoder(nn.Module):
     y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = y.astype(cfg.dtype)
     layer_cls = _layer_class(cfg, DecoderLayer, _DECODER_STATIC_ARGNUMS)
+    static_cache = decode and static_cache
     if cfg.scan_layers:
-      y, _ = _scanned_layers(self, layer_cls, cfg.num_decoder_layers, 6)(
+      y, _ = _scanned_layers(self, layer_cls, cfg.num_decoder_layers, 6,
+                             static_cache=static_cache)(
           y, encoded, decoder_mask, encoder_decoder_mask, decoder_bias, deterministic, decode,
           _layers_first(prefixes), _layers_first(adapters))
     for lyr in range(0 if cfg.scan_layers else cfg.num_decoder_layers):
       # Positional: `nn.remat` takes no keyword arguments.
-      y = layer_cls(config=cfg, name=f"layers_{lyr}")(
+      y = layer_cls(config=cfg, static_cache=static_cache, name=f"layers_{lyr}")(
           y, encoded, decoder_mask, encoder_decoder_mask, decoder_bias, deterministic, decode,
           _layer_prefix(prefixes, lyr), adapters_lib.layer_weights(adapters, lyr))
     y = layers.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype,
@@ -494,26 +506,30 @@ class Transformer(nn.Module):
             self._adapters(encoder_input_tokens, "decoder", token_tasks))
 
   def _decoder_conditioning(self, encoder_input_tokens: Array, decode: bool,
-                            token_tasks: Optional[Array] = None
-                            ) -> Tuple[Prefixes, AdapterWeights]:
+                            token_tasks: Optional[Array] = None,
+                            fill_static_cache: bool = False
+                            ) -> Tuple[Prefixes, AdapterWeights, bool]:
     """The decoder's per-example conditioning; in cached decoding, computed once per call.
 
     With `decode=True` the prefixes / adapter weights (`[B, M, ...]`) live in the
-    `cache` collection under `DECODE_CACHE` next to the task ids `[B]` they were
-    computed for. The call that initialises the cache computes them; a decode step
-    reuses them unless its examples' task ids differ from the stored ones (then it
-    recomputes them, inside a `lax.cond`, once). t5x initialises the cache from
-    dummy all-ones inputs, so under t5x the first step computes them; with
-    `models.EncoderDecoderModel`, which initialises the cache from the real
-    inputs, no step evaluates the hypernetworks. Every leaf has the batch axis
-    where t5x's beam search expects it (`cache_offset`: axis 0, or axis 1 after
-    a leading layer axis with `scan_layers`), so beam expansion and beam
-    reordering keep each row with its task.
+    `cache` collection under `DECODE_CACHE`, computed by the call that creates the
+    cache. A cache made by `init_decode_cache` (from the real inputs) holds only them,
+    and the steps read them. A cache made t5x's way (`__call__` with `decode=True` on
+    all-ones inputs) also holds the task ids `[B]` they were computed for, and a step
+    recomputes them (inside a `lax.cond`, so in the first step only) when its
+    examples' task ids differ. Every leaf has the batch axis where t5x's beam search
+    expects it (`cache_offset`: axis 0, or axis 1 after a leading layer axis with
+    `scan_layers`), so beam expansion and beam reordering keep each row with its task.
+
+    Returns:
+      (prefixes, adapter weights, static): `static` says the cache is (being) made from
+      the real inputs (`fill_static_cache`, or a step reading such a cache).
     """
     cfg = self.config
     method = conditioning_lib.active(cfg)
     if not decode or method is None or method.seam == "input" or not method.decode_cache:
-      return self._fresh_decoder_conditioning(encoder_input_tokens, token_tasks)
+      return self._fresh_decoder_conditioning(encoder_input_tokens, token_tasks) + (
+          fill_static_cache,)
     task_ids = self.task_ids(encoder_input_tokens)
     num_layers = cfg.num_decoder_layers
     to_cache, from_cache = ((_layers_first, _layers_first) if cfg.scan_layers
@@ -521,9 +537,9 @@ class Transformer(nn.Module):
     stored_ids = lambda ids: jnp.broadcast_to(ids, (num_layers,) + ids.shape) if (
         cfg.scan_layers) else ids
 
-    def pack(conditioning):
+    def pack(conditioning, with_ids=True):
       prefixes, adapters = conditioning
-      tree = {"task_ids": stored_ids(task_ids)}
+      tree = {"task_ids": stored_ids(task_ids)} if with_ids else {}
       if prefixes is not None:  # in the activation dtype, as the attention uses them
         tree["prefix_key"], tree["prefix_value"] = to_cache(
             tuple(p.astype(cfg.dtype) for p in prefixes))
@@ -538,18 +554,22 @@ class Transformer(nn.Module):
       adapters = from_cache(tree["adapters"]) if "adapters" in tree else None
       return prefixes, adapters
 
-    if not self.has_variable("cache", DECODE_CACHE):  # cache initialisation
-      tree = pack(self._fresh_decoder_conditioning(encoder_input_tokens))
-    else:
-      stored = flax.core.unfreeze(self.get_variable("cache", DECODE_CACHE))
-      ids = stored["task_ids"][0] if cfg.scan_layers else stored["task_ids"]
-      tree = nn.cond(
-          jnp.all(ids == task_ids),
-          lambda module, tokens, tree: tree,
-          lambda module, tokens, tree: pack(module._fresh_decoder_conditioning(tokens)),
-          self, encoder_input_tokens, stored)
+    if not self.has_variable("cache", DECODE_CACHE):  # cache creation
+      tree = pack(self._fresh_decoder_conditioning(encoder_input_tokens),
+                  with_ids=not fill_static_cache)
+      self.put_variable("cache", DECODE_CACHE, tree)
+      return unpack(tree) + (fill_static_cache,)
+    stored = flax.core.unfreeze(self.get_variable("cache", DECODE_CACHE))
+    if "task_ids" not in stored:  # made from the real inputs: fixed for the decode call
+      return unpack(stored) + (True,)
+    ids = stored["task_ids"][0] if cfg.scan_layers else stored["task_ids"]
+    tree = nn.cond(
+        jnp.all(ids == task_ids),
+        lambda module, tokens, tree: tree,
+        lambda module, tokens, tree: pack(module._fresh_decoder_conditioning(tokens)),
+        self, encoder_input_tokens, stored)
     self.put_variable("cache", DECODE_CACHE, tree)
-    return unpack(tree)
+    return unpack(tree) + (False,)
 
   def _encoder_valid(self, encoder_input_tokens: Array, encoder_segment_ids=None,
                      prompt_rows: int = 0) -> Array:
@@ -590,11 +610,12 @@ class Transformer(nn.Module):
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
              decoder_target_tokens, encoder_segment_ids=None, decoder_segment_ids=None,
              decoder_positions=None, enable_dropout=True, decode=False,
-             max_decode_length=None):
+             max_decode_length=None, fill_static_cache=False):
     """Decodes into logits `[B, Ld, V]` given encoded `[B, Le, E]`.
 
     `encoder_input_tokens` carries the task sentinel; with `decode=True` this
-    runs one cached step (`decoder_input_tokens [B, 1]`).
+    runs one cached step (`decoder_input_tokens [B, 1]`), or creates the cache
+    (the first call; `fill_static_cache`: see `init_decode_cache`).
     """
     cfg = self.config
     # Input-seam rows in front of the tokens: `encoded` is `[B, l + Le, E]`.
@@ -623,14 +644,32 @@ class Transformer(nn.Module):
       if conditioning_lib.active(cfg) is not None:
         token_tasks = self.packed_task_ids(encoder_input_tokens, encoder_segment_ids,
                                            decoder_segment_ids)
-    prefixes, adapters = self._decoder_conditioning(encoder_input_tokens, decode, token_tasks)
+    prefixes, adapters, static_cache = self._decoder_conditioning(
+        encoder_input_tokens, decode, token_tasks, fill_static_cache=fill_static_cache)
     return self.decoder(
         encoded, decoder_input_tokens=decoder_input_tokens,
         decoder_positions=decoder_positions,
         decoder_mask=self._mask_prefix_slots(decoder_mask, prefixes, token_tasks),
         encoder_decoder_mask=encoder_decoder_mask, deterministic=not enable_dropout,
         decode=decode, max_decode_length=max_decode_length, prefixes=prefixes,
-        adapters=adapters)
+        adapters=adapters, static_cache=static_cache)
+
+  def init_decode_cache(self, encoder_input_tokens: Array, decoder_input_tokens: Array) -> Array:
+    """Creates the decode cache from the real inputs; returns their encoding `[B, Le, E]`.
+
+    Apply with `mutable=['cache']`. `decoder_input_tokens [B, Ld]` gives the decode
+    length. Besides what t5x's cache initialisation creates (`__call__` with
+    `decode=True` on all-ones inputs: per-layer self-attention caches and the
+    decoder's conditioning), it stores what stays fixed for the whole decode call:
+    each decoder layer's cross-attention keys and values of the encoded inputs, and
+    the decoder's prompts / generated weights of these examples' tasks. The decode
+    steps (`decode` with `decode=True`, as under t5x) then only read them: no step
+    projects the encoded inputs or evaluates the hypernetworks.
+    """
+    encoded = self.encode(encoder_input_tokens, enable_dropout=False)
+    self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_input_tokens,
+                enable_dropout=False, decode=True, fill_static_cache=True)
+    return encoded
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
                encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None,

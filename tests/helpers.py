@@ -169,6 +169,40 @@ HF_STYLES = {
 }
 
 
+
+def encoded_length(config, enc_len):
+  """Rows of `encode`'s output for `enc_len` tokens (input-seam prompts in front)."""
+  return enc_len + (config.soft_prompt_length if config.conditioning == "prompt_tuning" else 0)
+
+
+def assert_decode_cache_layout(cache, dec_len, encoded_len, layer_axis=False):
+  """The attention columns of a decode cache. Each decoder self-attention cache holds
+  the decoder's prefix (P columns: exactly the conditioning cache's `prefix_key`; P = 0
+  without one) in front of the `dec_len` decode positions, `[.., B, H, D, P + dec_len]`;
+  each cross-attention cache the encoded inputs' keys `[.., B, H, D, encoded_len]` and
+  values `[.., B, H, encoded_len, D]`. `layer_axis`: every leaf is stacked on a leading
+  layer axis (`scan_layers`)."""
+  values = flat(cache)
+  stored = values.get(f"{network.DECODE_CACHE}/prefix_key")  # [B, M, P, H, D] / [M, B, ..]
+  prefix_len = 0 if stored is None else stored.shape[2]
+  checked = 0
+  for path, value in values.items():
+    if path.endswith(("self_attention/cached_key", "self_attention/cached_value")):
+      assert value.shape[-1] == prefix_len + dec_len, (path, value.shape)
+      checked += 1
+      if stored is not None and path.endswith("cached_key"):
+        layers = range(value.shape[0]) if layer_axis else [int(path.split("/")[1][7:])]
+        for lyr in layers:
+          prompts = stored[lyr] if layer_axis else stored[:, lyr]  # [B, P, H, D]
+          got = value[lyr] if layer_axis else value
+          np.testing.assert_array_equal(got[..., :prefix_len], np.moveaxis(prompts, 1, -1))
+    if path.endswith("encoder_decoder_attention/cached_key"):
+      assert value.shape[-1] == encoded_len, (path, value.shape)
+      checked += 1
+    if path.endswith("encoder_decoder_attention/cached_value"):
+      assert value.shape[-2] == encoded_len, (path, value.shape)
+  assert checked, "no attention cache"
+
 def hf_t5(folder, style, *, seed=0, torch_bin=False, **overrides):
   """Saves a random `T5ForConditionalGeneration` of `style` in `folder`; returns it (eval mode).
 

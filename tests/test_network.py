@@ -2,6 +2,7 @@
 import functools
 import itertools
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,10 +30,12 @@ def test_cached_decoding_matches_full_forward(variant, placement):
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   np.testing.assert_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], atol=1e-5,
                              rtol=0)
-  # The prompts are never written into the per-token cache.
-  for path, value in helpers.flat(cache).items():
-    if path.endswith("cached_key"):
-      assert value.shape[-1] == batch["decoder_input_tokens"].shape[1], path
+  # The prompts sit in P columns in front of the decode positions of the self-attention
+  # cache (exactly those of the conditioning cache).
+  helpers.assert_decode_cache_layout(cache, batch["decoder_input_tokens"].shape[1],
+                                     batch["encoder_input_tokens"].shape[1])
+  if variant != "none" and placement != "encoder":
+    assert helpers.flat(cache)[f"{network.DECODE_CACHE}/prefix_key"].shape[2] == cfg.prompt_length
 
 
 def test_variant_none_is_vanilla_t5():
@@ -299,12 +302,18 @@ DECODE_CACHED = {
 
 def _decode_with_step_params(module, init_params, cache_tokens, first_params, rest_params,
                              enc, dec_in):
-  """Cached decoding: the cache initialised with `init_params` from `cache_tokens`, the
-  first step run with `first_params` and every later step with `rest_params`."""
+  """Cached decoding: the cache initialised with `init_params`, the first step run with
+  `first_params` and every later step with `rest_params`. `cache_tokens` None: the cache
+  is made from `enc` by `init_decode_cache` (as `models.EncoderDecoderModel` does), else
+  t5x's way from `cache_tokens` (`__call__` with `decode=True`)."""
   b, length = dec_in.shape
   ones = jnp.ones((b, length), jnp.int32)
-  _, variables = module.apply({"params": init_params}, cache_tokens, ones, ones, decode=True,
-                              enable_dropout=False, mutable=["cache"])
+  if cache_tokens is None:
+    _, variables = module.apply({"params": init_params}, enc, ones, mutable=["cache"],
+                                method=module.init_decode_cache)
+  else:
+    _, variables = module.apply({"params": init_params}, cache_tokens, ones, ones, decode=True,
+                                enable_dropout=False, mutable=["cache"])
   encoded = module.apply({"params": init_params}, enc, enable_dropout=False, method=module.encode)
 
   def step(params, cache, tok):
@@ -324,9 +333,9 @@ def test_decode_steps_do_not_evaluate_the_conditioning(name):
   """The decoder's prompts / generated weights are computed once per decode call.
 
   Decode steps run with the method's parameters zeroed still give the full forward
-  pass's logits when the cache was initialised from the real inputs (as
-  `models.EncoderDecoderModel` does): no step evaluates the hypernetworks. With
-  t5x's all-ones cache initialisation only the first step computes them.
+  pass's logits when the cache was made from the real inputs (`init_decode_cache`, as
+  `models.EncoderDecoderModel` does): no step evaluates the hypernetworks. With t5x's
+  all-ones cache initialisation only the first step computes them.
   """
   cfg = helpers.tiny_config(**DECODE_CACHED[name])
   module, params = lib.random_model(cfg)
@@ -337,7 +346,7 @@ def test_decode_steps_do_not_evaluate_the_conditioning(name):
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   full = np.asarray(lib.forward_fn(module)(params, batch))
   run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
-  ours = run(params, enc, zeroed, zeroed, enc, dec_in)
+  ours = run(params, None, zeroed, zeroed, enc, dec_in)
   np.testing.assert_allclose(np.asarray(ours)[valid], full[valid], atol=1e-5, rtol=0)
   t5x_style = run(params, jnp.ones_like(enc), params, zeroed, enc, dec_in)
   np.testing.assert_allclose(np.asarray(t5x_style)[valid], full[valid], atol=1e-5, rtol=0)
@@ -347,24 +356,29 @@ def test_decode_steps_do_not_evaluate_the_conditioning(name):
   assert not np.allclose(np.asarray(recomputed)[valid], full[valid], atol=1e-3)
 
 
-@pytest.mark.parametrize("prefix_batch", [1, 3])
-def test_two_block_prefix_attention_equals_attention_over_the_concatenation(prefix_batch):
-  """Cached decoding's prefix path (no key/value concatenation) is the same attention."""
-  from hyperprompt_jax import layers  # pylint: disable=g-import-not-at-top
-  rng = np.random.RandomState(0)
-  b, lq, lk, p, h, d = 3, 2, 5, 4, 2, 8
-  q, k, v = (jnp.asarray(rng.randn(b, n, h, d), jnp.float32) for n in (lq, lk, lk))
-  kp, vp = (jnp.asarray(rng.randn(prefix_batch, p, h, d), jnp.float32) for _ in range(2))
-  bias = jnp.asarray(rng.randn(b, h, lq, p + lk), jnp.float32)
-  bias = bias.at[0, :, :, p + 3:].set(-1e10)  # masked keys, as the cache's future positions
-  for float32_logits in (False, True):
-    expected = layers.dot_product_attention(
-        q, layers.prepend_prefix(kp, k), layers.prepend_prefix(vp, v), bias,
-        deterministic=True, float32_logits=float32_logits)
-    ours = layers.dot_product_attention(q, k, v, bias, deterministic=True,
-                                        float32_logits=float32_logits,
-                                        key_prefix=kp, value_prefix=vp)
-    np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=1e-6)
-  # The prefix matters: without it the output differs.
-  plain = layers.dot_product_attention(q, k, v, bias[..., p:], deterministic=True)
-  assert not np.allclose(plain, expected, atol=1e-3)
+@pytest.mark.parametrize("variant", ["none", "global"])
+def test_decode_steps_read_the_encoded_keys_and_values_from_the_cache(variant):
+  """A cache made by `init_decode_cache` holds every decoder layer's cross-attention
+  keys/values of the encoded inputs: steps run with those projections zeroed still give
+  the full forward pass's logits. A cache made t5x's way holds none (its steps project
+  the encoded inputs, so zeroing the projections changes the logits)."""
+  cfg = helpers.tiny_config(hyperprompt_variant=variant)
+  module, params = lib.random_model(cfg)
+  flat = helpers.flat(params)
+  zeroed = flax.traverse_util.unflatten_dict({
+      tuple(k.split("/")): (jnp.zeros_like(v) if "encoder_decoder_attention/key/" in k or
+                            "encoder_decoder_attention/value/" in k else v)
+      for k, v in flat.items()})
+  batch = helpers.mixed_batch()
+  enc, dec_in = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+  valid = np.asarray(batch["decoder_target_tokens"] > 0)
+  full = np.asarray(lib.forward_fn(module)(params, batch))
+  run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
+  ours = run(params, None, zeroed, zeroed, enc, dec_in)
+  np.testing.assert_allclose(np.asarray(ours)[valid], full[valid], atol=1e-5, rtol=0)
+  t5x_style = run(params, jnp.ones_like(enc), params, params, enc, dec_in)
+  np.testing.assert_allclose(np.asarray(t5x_style)[valid], full[valid], atol=1e-5, rtol=0)
+  t5x_zeroed = run(params, jnp.ones_like(enc), zeroed, zeroed, enc, dec_in)
+  assert not np.allclose(np.asarray(t5x_zeroed)[valid], full[valid], atol=1e-3)
+
+

@@ -165,13 +165,16 @@ def test_scanned_cached_decoding_matches_the_unrolled_full_forward(case):
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   np.testing.assert_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], atol=1e-5,
                              rtol=0)
-  # The cache is stacked on a leading layer axis; only decoded tokens are cached.
+  # The cache is stacked on a leading layer axis.
   assert helpers.flat(cache)
   for path, value in helpers.flat(cache).items():
     assert path.startswith(("decoder/layers/", network.DECODE_CACHE + "/")), path
     assert value.shape[0] == config.num_decoder_layers, path
     if path.endswith("cached_key"):
-      assert value.shape[1:] == (4, config.num_heads, config.head_dim, 6), path
+      assert value.shape[1:4] == (4, config.num_heads, config.head_dim), path
+  helpers.assert_decode_cache_layout(
+      cache, batch["decoder_input_tokens"].shape[1],
+      helpers.encoded_length(config, batch["encoder_input_tokens"].shape[1]), layer_axis=True)
 
 
 def test_transformer_tells_t5x_it_is_scanned():

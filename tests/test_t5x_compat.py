@@ -175,12 +175,11 @@ def test_beam_expanded_cache_decoding_matches_full_forward(name):
   for path, value in helpers.flat(cache).items():
     if path.endswith("cache_index"):
       assert np.ndim(value) == 0 and int(value) == DEC_LEN, path
-    elif path.startswith(network.DECODE_CACHE + "/"):
-      # The decoder's conditioning, computed once per decode call: one row per beam.
-      assert value.shape[0] == b * BEAMS, (path, value.shape)
     else:
-      # t5x's layout [B * beams, H, D, L]; nothing of the conditioning is written into it.
-      assert value.shape == (b * BEAMS, cfg.num_heads, cfg.head_dim, DEC_LEN), (path, value.shape)
+      # One row per beam: the decoder's conditioning (computed once per decode call) and
+      # the attention caches (t5x's [B * beams, H, D, L] with the prefix columns in front).
+      assert value.shape[0] == b * BEAMS, (path, value.shape)
+  helpers.assert_decode_cache_layout(cache, DEC_LEN, helpers.encoded_length(cfg, enc.shape[1]))
 
 
 def test_beam_rows_follow_their_own_task():

@@ -82,10 +82,10 @@ def assert_cached_decoding_matches_full_forward(config):
   valid = np.asarray(batch["decoder_target_tokens"] > 0)
   np.testing.assert_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], atol=1e-5,
                              rtol=0)
-  # Nothing but the decoded tokens is written into the per-token cache.
-  for path, value in flat(cache).items():
-    if path.endswith("cached_key"):
-      assert value.shape[-1] == batch["decoder_input_tokens"].shape[1], path
+  # The decoder's prefix, if any, sits in front of the decoded tokens in the cache.
+  helpers.assert_decode_cache_layout(
+      cache, batch["decoder_input_tokens"].shape[1],
+      helpers.encoded_length(config, batch["encoder_input_tokens"].shape[1]))
 
 
 def conditioning_grads(config, task_of_row=(0, 1, 2, 0)):
