@@ -42,7 +42,7 @@ def test_markdown_reports_ratios_against_the_same_run():
                   run.make_config(TINY, hyperprompt_variant="global", **run.HYPERPROMPT), TINY)}
   step_s = run.time_interleaved({n: p["run"] for n, p in prepared.items()}, TINY.steps)
   results = {"shapes": dataclasses.asdict(TINY), "threads": 2, "machine": "test",
-             "matmul_peak_gflops": 1.0, "methods": {}, "decode": {}}
+             "matmul_peak_gflops": 1.0, "methods": {}, "decode": {}, "decode_repeats": 1}
   for name, p in prepared.items():
     results["methods"][name] = dict(
         {k: v for k, v in p.items() if k != "run"}, step_s=step_s[name], added_pct=0.0,
@@ -65,6 +65,7 @@ def test_phases_report_their_page_faults_next_to_hf():
         "transformers": "x", "torch": "y"}
   results = {"shapes": dataclasses.asdict(TINY), "threads": 2, "machine": "test",
              "matmul_peak_gflops": 1.0, "decode": {"vanilla": {"tokens_per_s": 1.0}},
+             "decode_repeats": 1,
              "methods": {"vanilla": {"step_s": 1.0, "train_ratio_vs_vanilla": 1.0, "params": 1,
                                      "added_pct": 0.0, "flops": 1.0, "mfu": 0.1}},
              "phases": phases, "hf": hf}
