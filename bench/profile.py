@@ -16,6 +16,8 @@ Writes bench/profile.md and bench/profile.json.
   python -m bench.profile                       # vanilla, T5.1.1-small shapes
   python -m bench.profile --method hyperprompt_global --top 30
   python -m bench.profile --quick               # tiny shapes, to check the tool
+  python -m bench.profile --decode              # greedy decoding: vanilla vs the prefix
+                                                # models (bench/profile_decode.{md,json})
 """
 
 from __future__ import annotations
@@ -146,6 +148,90 @@ def profile_step(shapes: bench_run.Shapes, method: str, steps: int) -> Dict[str,
           "ops": ops, "grouped": grouped, "flops": prepared["flops"]}
 
 
+def group_decode_ops(times: Dict[str, float], hlo: Dict[str, Dict[str, str]],
+                     calls: int) -> Dict[str, float]:
+  """Seconds per call of each JAX op of a decode program, summed over layers: `{'op
+  (opcode)': s}` (the op path without its layer index)."""
+  grouped: Dict[str, float] = collections.defaultdict(float)
+  for name, seconds in times.items():
+    info = hlo.get(name, {"opcode": "?", "op_name": ""})
+    op = re.sub(r"layers_\d+", "layers_*", short_op_name(info["op_name"])) or "(unnamed)"
+    grouped[f"{op} ({info['opcode']})"] += seconds / calls
+  return dict(grouped)
+
+
+def profile_decode(shapes: bench_run.Shapes, calls: int) -> Dict[str, Any]:
+  """Profiles greedy decoding of `make bench`'s decode models (`bench_run.decode_runners`).
+
+  Round-robin as `make bench` times them: each round traces one call of every model,
+  so a change in machine load hits every model alike. Per model: median wall seconds
+  per call, op seconds per call, and the ops grouped over layers; per non-vanilla
+  model, the difference to vanilla's op time and the groups that grew most.
+  """
+  runners = bench_run.decode_runners(shapes)
+  hlos = {name: parse_hlo(text) for name, (_, text) in runners.items()}
+  times = {name: collections.defaultdict(float) for name in runners}
+  wall: Dict[str, List[float]] = {name: [] for name in runners}
+  for _ in range(calls):
+    for name, (run, _) in runners.items():
+      with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+          wall[name] += bench_run.timed(run, 1)
+        for op, seconds in xplane_op_times(trace_dir).items():
+          times[name][op] += seconds
+  models = {}
+  for name in runners:
+    grouped = group_decode_ops(times[name], hlos[name], calls)
+    models[name] = {"call_s": statistics.median(wall[name]),
+                    "ops_total_s": sum(grouped.values()), "instructions": len(times[name]),
+                    "grouped": dict(sorted(grouped.items(), key=lambda kv: -kv[1]))}
+  base = models["vanilla"]
+  for name, m in models.items():
+    keys = set(m["grouped"]) | set(base["grouped"])
+    diff = {k: m["grouped"].get(k, 0.0) - base["grouped"].get(k, 0.0) for k in keys}
+    m["vs_vanilla"] = {"call_ratio": m["call_s"] / base["call_s"],
+                       "ops_ratio": m["ops_total_s"] / base["ops_total_s"],
+                       "only_here_s": sum(v for k, v in m["grouped"].items()
+                                          if k not in base["grouped"]),
+                       "largest_increases": dict(sorted(diff.items(), key=lambda kv: -kv[1])[:12])}
+  return {"calls": calls, "tokens_per_call": shapes.batch * shapes.target_len, "models": models}
+
+
+def render_decode_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top: int,
+                           command: str, machine: str) -> str:
+  models = result["models"]
+  lines = [
+      "# Op-level profile of greedy decoding", "",
+      f"Command: `{command}`  ",
+      f"Machine: {machine}; `uptime` load average when it started: {result['load']}  ",
+      f"Shapes: d_model {shapes.emb}, {shapes.layers}+{shapes.layers} layers, {shapes.heads} "
+      f"heads x {shapes.head_dim}, d_ff {shapes.mlp}, vocab {shapes.vocab}; batch "
+      f"{shapes.batch}, {shapes.input_len} input tokens, {shapes.target_len} decode steps; "
+      f"f32. {result['calls']} profiled calls per model, round-robin; per call: the "
+      "encoder, the decode cache's creation and the decode loop.", "",
+      "| model | wall s / call (median) | / vanilla | XLA op s / call | / vanilla | HLO "
+      "instructions | ops only this model has (s) |", "|---|---|---|---|---|---|---|"]
+  for name, m in models.items():
+    v = m["vs_vanilla"]
+    lines.append(f"| {name} | {m['call_s']:.3f} | {v['call_ratio']:.3f} | "
+                 f"{m['ops_total_s']:.3f} | {v['ops_ratio']:.3f} | {m['instructions']} | "
+                 f"{v['only_here_s']:.3f} |")
+  lines += ["", "Op time sums every XLA instruction's run time over both CPU threads, so it "
+            "can exceed the wall time.", "", f"## vanilla: top {top} JAX ops (summed over "
+            "layers)", "", "| ms / call | share | JAX op (opcode) |", "|---|---|---|"]
+  base = models["vanilla"]
+  for op, sec in list(base["grouped"].items())[:top]:
+    lines.append(f"| {1e3 * sec:.1f} | {sec / base['ops_total_s']:.1%} | `{op}` |")
+  for name, m in models.items():
+    if name == "vanilla":
+      continue
+    lines += ["", f"## {name}: the ops that grew most against vanilla", "",
+              "| ms / call more than vanilla | JAX op (opcode) |", "|---|---|"]
+    for op, sec in m["vs_vanilla"]["largest_increases"].items():
+      lines.append(f"| {1e3 * sec:+.1f} | `{op}` |")
+  return "\n".join(lines) + "\n"
+
+
 def render_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top: int,
                     command: str, machine: str) -> str:
   total = result["ops_total_s"]
@@ -191,16 +277,28 @@ def main(argv: List[str]) -> int:
   parser.add_argument("--method", default="vanilla", choices=list(bench_run.methods()))
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
+  parser.add_argument("--decode", action="store_true",
+                      help="profile greedy decoding of make bench's decode models instead "
+                      "(writes profile_decode.{md,json}; --steps: calls per model)")
   parser.add_argument("--out_dir", default=HERE)
   args = parser.parse_args(argv)
   shapes = dataclasses.replace(bench_run.QUICK if args.quick else bench_run.Shapes())
   load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+  command = "python -m bench.profile " + " ".join(argv)
+  os.makedirs(args.out_dir, exist_ok=True)
+  if args.decode:
+    result = dict(profile_decode(shapes, args.steps), load=load)
+    md = render_decode_markdown(result, shapes, args.top, command.strip(), bench_run.machine())
+    print(md)
+    with open(os.path.join(args.out_dir, "profile_decode.json"), "w") as f:
+      json.dump(result, f, indent=1)
+    with open(os.path.join(args.out_dir, "profile_decode.md"), "w") as f:
+      f.write(md)
+    return 0
   result = profile_step(shapes, args.method, args.steps)
   result["load"] = load
-  command = "python -m bench.profile " + " ".join(argv)
   md = render_markdown(result, shapes, args.top, command.strip(), bench_run.machine())
   print(md)
-  os.makedirs(args.out_dir, exist_ok=True)
   # The 200 slowest instructions (of thousands) and every grouped JAX op.
   result = dict(result, ops_total=len(result["ops"]), ops=result["ops"][:200])
   with open(os.path.join(args.out_dir, "profile.json"), "w") as f:

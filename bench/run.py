@@ -28,7 +28,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -265,19 +265,23 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10, dtype: Any = jnp.float32) 
   return 2 * n ** 3 / min(timed(lambda: mm(a, b), steps))
 
 
-def prepare_decode(cfg: network.T5Config, shapes: Shapes, params=None) -> Callable[[], Any]:
-  """Compiled greedy decode of one batch (batch x target_len tokens, cached decoding)."""
+def prepare_decode(cfg: network.T5Config, shapes: Shapes, params=None
+                   ) -> Tuple[Callable[[], Any], str]:
+  """Compiled greedy decode of one batch (batch x target_len tokens, cached decoding):
+  `(run, compiled HLO text)`."""
   model, batch, initial = init_model(cfg, shapes, init=params is None)
   params = initial if params is None else params
   # The decode loop is a fixed-length scan, so every method decodes the same number of steps.
-  predict = jax.jit(lambda p, b: model.predict_batch_with_aux(p, b)[0])
-  jax.block_until_ready(predict(params, batch))
-  return lambda: predict(params, batch)
+  compiled = jax.jit(lambda p, b: model.predict_batch_with_aux(p, b)[0]).lower(
+      params, batch).compile()
+  jax.block_until_ready(compiled(params, batch))
+  return (lambda: compiled(params, batch)), compiled.as_text()
 
 
-def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
-  """Greedy decode tokens/s: vanilla, HyperPrompt-Global with its hypernetworks, and its
-  exported prompts; timed round-robin."""
+def decode_runners(shapes: Shapes) -> Dict[str, Tuple[Callable[[], Any], str]]:
+  """The decoding benchmark's models, prepared (`prepare_decode`): vanilla,
+  HyperPrompt-Global with its hypernetworks, its exported prompts, and Prefix-Tuning (its
+  reparametrisation MLP) at the same prefix length as the prompts."""
   van_cfg = make_config(shapes, hyperprompt_variant="none")
   glob_cfg = make_config(shapes, hyperprompt_variant="global", **HYPERPROMPT)
   from hyperprompt_jax import export  # pylint: disable=g-import-not-at-top
@@ -288,11 +292,16 @@ def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
   }
   exp_cfg, exp_params = export.export_prompts(glob_cfg, glob_params)
   runners["exported_prompts"] = prepare_decode(exp_cfg, shapes, params=exp_params)
-  # Prefix-Tuning (its reparametrisation MLP) at the same prefix length as the prompts.
   runners["prefix_tuning"] = prepare_decode(
       make_config(shapes, conditioning="prefix_tuning", hyperprompt_variant="none",
                   prefix_length=HYPERPROMPT["prompt_length"]), shapes)
-  seconds = time_interleaved(runners, repeats)
+  return runners
+
+
+def bench_decode(shapes: Shapes, repeats: int) -> Dict[str, Dict[str, float]]:
+  """Greedy decode tokens/s of the `decode_runners` models, timed round-robin."""
+  seconds = time_interleaved({name: run for name, (run, _) in decode_runners(shapes).items()},
+                             repeats)
   return {name: {"decode_s": t, "tokens_per_s": shapes.batch * shapes.target_len / t}
           for name, t in seconds.items()}
 
