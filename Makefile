@@ -34,9 +34,11 @@ bench: install
 scale: install
 	$(PY) -m bench.scale
 
-# Op-level profile of the train step (forward / backward / optimizer) -> bench/profile.md.
+# Op-level profiles: the train step (forward / backward / optimizer) -> bench/profile.md,
+# greedy decoding of the decode models against vanilla -> bench/profile_decode.md.
 profile: install
 	$(PY) -m bench.profile
+	$(PY) -m bench.profile --decode
 
 # 200 steps on the offline mixture, float32 vs gin/precision/bf16.gin -> bench/precision.md.
 precision: install

@@ -197,18 +197,24 @@ def profile_decode(shapes: bench_run.Shapes, calls: int) -> Dict[str, Any]:
   return {"calls": calls, "tokens_per_call": shapes.batch * shapes.target_len, "models": models}
 
 
+def _model_shapes(shapes: bench_run.Shapes) -> str:
+  return (f"d_model {shapes.emb}, {shapes.layers}+{shapes.layers} layers, {shapes.heads} heads "
+          f"x {shapes.head_dim}, d_ff {shapes.mlp}, vocab {shapes.vocab}")
+
+
+def _header(title: str, command: str, machine: str, load: str) -> List[str]:
+  return [f"# {title}", "", f"Command: `{command}`  ",
+          f"Machine: {machine}; `uptime` load average when it started: {load}  "]
+
+
 def render_decode_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top: int,
                            command: str, machine: str) -> str:
   models = result["models"]
-  lines = [
-      "# Op-level profile of greedy decoding", "",
-      f"Command: `{command}`  ",
-      f"Machine: {machine}; `uptime` load average when it started: {result['load']}  ",
-      f"Shapes: d_model {shapes.emb}, {shapes.layers}+{shapes.layers} layers, {shapes.heads} "
-      f"heads x {shapes.head_dim}, d_ff {shapes.mlp}, vocab {shapes.vocab}; batch "
-      f"{shapes.batch}, {shapes.input_len} input tokens, {shapes.target_len} decode steps; "
-      f"f32. {result['calls']} profiled calls per model, round-robin; per call: the "
-      "encoder, the decode cache's creation and the decode loop.", "",
+  lines = _header("Op-level profile of greedy decoding", command, machine, result["load"]) + [
+      f"Shapes: {_model_shapes(shapes)}; batch {shapes.batch}, {shapes.input_len} input "
+      f"tokens, {shapes.target_len} decode steps; f32. {result['calls']} profiled calls per "
+      "model, round-robin; per call: the encoder, the decode cache's creation and the "
+      "decode loop.", "",
       "| model | wall s / call (median) | / vanilla | XLA op s / call | / vanilla | HLO "
       "instructions | ops only this model has (s) |", "|---|---|---|---|---|---|---|"]
   for name, m in models.items():
@@ -235,16 +241,11 @@ def render_decode_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top
 def render_markdown(result: Dict[str, Any], shapes: bench_run.Shapes, top: int,
                     command: str, machine: str) -> str:
   total = result["ops_total_s"]
-  lines = [
-      "# Op-level profile of the train step", "",
-      f"Command: `{command}`  ",
-      f"Machine: {machine}; `uptime` load average when it started: {result['load']}  ",
-      f"Method `{result['method']}`; shapes: d_model {shapes.emb}, {shapes.layers}+"
-      f"{shapes.layers} layers, {shapes.heads} heads x {shapes.head_dim}, d_ff {shapes.mlp}, "
-      f"vocab {shapes.vocab}; batch {shapes.batch}, {shapes.input_len} input / "
-      f"{shapes.target_len} target tokens; f32. {result['steps']} profiled steps, median "
-      f"step {result['step_s']:.3f} s under the profiler; the XLA ops sum to {total:.3f} s "
-      "per step.", "",
+  lines = _header("Op-level profile of the train step", command, machine, result["load"]) + [
+      f"Method `{result['method']}`; shapes: {_model_shapes(shapes)}; batch {shapes.batch}, "
+      f"{shapes.input_len} input / {shapes.target_len} target tokens; f32. "
+      f"{result['steps']} profiled steps, median step {result['step_s']:.3f} s under the "
+      f"profiler; the XLA ops sum to {total:.3f} s per step.", "",
       "Phase of an op: backward when its JAX name holds `transpose(` (the gradient), forward "
       "when it holds `jvp(`, optimizer otherwise (Adafactor, the update).", "",
       "| phase | s / step | share of op time |", "|---|---|---|"]

@@ -328,6 +328,16 @@ def _decode_with_step_params(module, init_params, cache_tokens, first_params, re
   return jnp.concatenate([first[:, None], jnp.moveaxis(rest, 0, 1)], axis=1)
 
 
+def _decode_case(module, params):
+  """`(enc, dec_in, valid [B, Ld], full-forward logits, jitted _decode_with_step_params)`
+  of the mixed batch."""
+  batch = helpers.mixed_batch()
+  valid = np.asarray(batch["decoder_target_tokens"] > 0)
+  full = np.asarray(lib.forward_fn(module)(params, batch))
+  run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
+  return batch["encoder_input_tokens"], batch["decoder_input_tokens"], valid, full, run
+
+
 @pytest.mark.parametrize("name", list(DECODE_CACHED))
 def test_decode_steps_do_not_evaluate_the_conditioning(name):
   """The decoder's prompts / generated weights are computed once per decode call.
@@ -341,11 +351,7 @@ def test_decode_steps_do_not_evaluate_the_conditioning(name):
   module, params = lib.random_model(cfg)
   method = cfg.conditioning
   zeroed = {**params, method: jax.tree_util.tree_map(jnp.zeros_like, params[method])}
-  batch = helpers.mixed_batch()
-  enc, dec_in = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
-  valid = np.asarray(batch["decoder_target_tokens"] > 0)
-  full = np.asarray(lib.forward_fn(module)(params, batch))
-  run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
+  enc, dec_in, valid, full, run = _decode_case(module, params)
   ours = run(params, None, zeroed, zeroed, enc, dec_in)
   np.testing.assert_allclose(np.asarray(ours)[valid], full[valid], atol=1e-5, rtol=0)
   t5x_style = run(params, jnp.ones_like(enc), params, zeroed, enc, dec_in)
@@ -369,11 +375,7 @@ def test_decode_steps_read_the_encoded_keys_and_values_from_the_cache(variant):
       tuple(k.split("/")): (jnp.zeros_like(v) if "encoder_decoder_attention/key/" in k or
                             "encoder_decoder_attention/value/" in k else v)
       for k, v in flat.items()})
-  batch = helpers.mixed_batch()
-  enc, dec_in = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
-  valid = np.asarray(batch["decoder_target_tokens"] > 0)
-  full = np.asarray(lib.forward_fn(module)(params, batch))
-  run = helpers.fast_jit(functools.partial(_decode_with_step_params, module))
+  enc, dec_in, valid, full, run = _decode_case(module, params)
   ours = run(params, None, zeroed, zeroed, enc, dec_in)
   np.testing.assert_allclose(np.asarray(ours)[valid], full[valid], atol=1e-5, rtol=0)
   t5x_style = run(params, jnp.ones_like(enc), params, params, enc, dec_in)
