@@ -69,11 +69,17 @@ def format_row(name: str, base: int, added: int) -> str:
 
 def config_from_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
                     gin_search_paths: Sequence[str] = ()) -> network.T5Config:
-  gin.clear_config()
-  gin_utils.parse_gin(gin_files, list(gin_bindings) + ["report_model.model = %MODEL"],
-                      gin_search_paths,
-                      defaults=["DROPOUT_RATE = 0.0", f"NUM_TASKS = {DEFAULT_NUM_TASKS}"])
-  return report_model().module.config
+  """The `network.T5Config` of the model the gin files bind to `MODEL`.
+
+  Replaces gin's global config by these files' but leaves it as locked or unlocked as it
+  was (not finalized), so later code of the same process can still register and bind.
+  """
+  with gin.unlock_config():
+    gin.clear_config()
+    gin_utils.parse_gin(gin_files, list(gin_bindings) + ["report_model.model = %MODEL"],
+                        gin_search_paths, finalize=False,
+                        defaults=["DROPOUT_RATE = 0.0", f"NUM_TASKS = {DEFAULT_NUM_TASKS}"])
+    return report_model().module.config
 
 
 def table(num_tasks: int = DEFAULT_NUM_TASKS) -> str:

@@ -1,4 +1,5 @@
 """The parameter report: gin -> config -> eval_shape counts."""
+import gin
 import numpy as np
 
 from hyperprompt_jax import params
@@ -27,6 +28,19 @@ def test_report_counts_small_global_from_gin(capsys):
   out = capsys.readouterr().out
   share = cfg.replace(hyperprompt_variant="share")
   assert f"{base:,}" in out and f"{hyperprompt_lib.expected_num_params(share):,}" in out
+
+
+def test_reading_a_config_leaves_gin_unlocked():
+  """`config_from_gin` does not finalize gin: a configurable registered afterwards in the
+  same process (a later test, a task module imported late) still can be."""
+  params.config_from_gin(["models/t5_1_1/tiny.gin"])
+  assert not gin.config_is_locked()
+
+  @gin.configurable("test_params_registered_after_a_config_read")
+  def registered(x=1):
+    return x
+
+  assert registered() == 1
 
 
 def test_report_xxl_costs_no_memory():
