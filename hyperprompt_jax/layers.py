@@ -434,13 +434,15 @@ class MultiHeadDotProductAttention(nn.Module):
       # P columns in front.
       cache_shape = key.shape[:-3] + (key.shape[-2], key.shape[-1], prefix_len + key.shape[-3])
 
+      def prefix_columns(prefix, dtype):  # [B or 1, P, H, D] -> the cache's [B, H, D, P]
+        return jnp.broadcast_to(jnp.moveaxis(prefix.astype(dtype), -3, -1),
+                                cache_shape[:-1] + (prefix_len,))
+
       def initial(prefix, dtype):  # zeros, with the prefix's columns when it is static
         if not (static_prefix and prefix_len):
           return jnp.zeros(cache_shape, dtype)
-        prefix = jnp.broadcast_to(jnp.moveaxis(prefix.astype(dtype), -3, -1),
-                                  cache_shape[:-1] + (prefix_len,))
         rest = jnp.zeros(cache_shape[:-1] + (cache_shape[-1] - prefix_len,), dtype)
-        return jnp.concatenate([prefix, rest], axis=-1)
+        return jnp.concatenate([prefix_columns(prefix, dtype), rest], axis=-1)
 
       cached_key = self.variable("cache", "cached_key", initial, key_prefix, key.dtype)
       cached_value = self.variable("cache", "cached_value", initial, value_prefix, value.dtype)
@@ -463,9 +465,8 @@ class MultiHeadDotProductAttention(nn.Module):
                                              start + (prefix_len + cur_index,))
           if prefix is None or static_prefix:
             return updated
-          prefix = jnp.broadcast_to(jnp.moveaxis(prefix.astype(cached.dtype), -3, -1),
-                                    updated.shape[:-1] + (prefix_len,))
-          return lax.dynamic_update_slice(updated, prefix, start + (0,))
+          return lax.dynamic_update_slice(updated, prefix_columns(prefix, cached.dtype),
+                                          start + (0,))
 
         key = update(cached_key.value, key, key_prefix)
         value = update(cached_value.value, value, value_prefix)
