@@ -155,9 +155,21 @@ class DenseGeneral(nn.Module):
     # is prod(input dims) (E for q/k/v, H*D for the output projection).
     kernel = param_with_axes("kernel", self.kernel_init, flat_shape, jnp.float32,
                              axes=self.kernel_axes)
-    kernel = jnp.asarray(kernel, self.dtype).reshape(kernel_shape)
+    kernel = jnp.asarray(kernel, self.dtype)
+    batch_ndim = inputs.ndim - len(axis)
+    if axis == tuple(range(batch_ndim, inputs.ndim)):
+      # Trailing axes (every T5 projection): one 2-D matmul `[N, prod(in)] x [prod(in),
+      # prod(out)]` over the flattened leading axes, whose kernel gradient is then a dot with
+      # a single contracting axis. Contracting `[B, L]` as two axes instead, XLA:CPU gave
+      # that gradient a transposed operand and computed its elementwise producer (the gated
+      # activation's backward) twice, once per layout: a stack of T5.1.1 MLPs took 1.45x as
+      # long for forward + backward (2026-12-01, bench/README.md).
+      batch_shape = inputs.shape[:batch_ndim]
+      flat = inputs.reshape((int(np.prod(batch_shape)), flat_shape[0]))
+      y = lax.dot_general(flat, kernel, (((1,), (0,)), ((), ())))
+      return y.reshape(batch_shape + features)
     contract = (axis, tuple(range(len(axis))))
-    return lax.dot_general(inputs, kernel, (contract, ((), ())))
+    return lax.dot_general(inputs, kernel.reshape(kernel_shape), (contract, ((), ())))
 
 
 class Embed(nn.Module):
