@@ -308,7 +308,12 @@ def dot_product_attention(query: Array,
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
   if bias is not None:
     logits = logits + bias.astype(logits.dtype)
-  weights = jax.nn.softmax(logits).astype(dtype)
+  # JAX's custom-JVP softmax (`y * (g - sum(y * g))`): the same weights, and its backward keeps
+  # only them, not also the unnormalised exponentials and their sums that differentiating
+  # `exp / sum` keeps (JAX's default): 48 MiB less memory per T5.1.1-small train step, forward +
+  # backward 3% faster on CPU (2026-12-01, bench/README.md).
+  with jax.softmax_custom_jvp(True):
+    weights = jax.nn.softmax(logits).astype(dtype)
   if not deterministic and dropout_rate > 0.:
     keep_prob = 1.0 - dropout_rate
     # Same dropout pattern for every query position (t5x broadcasts over Lq).

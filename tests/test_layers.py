@@ -1,4 +1,5 @@
-"""layers.DenseGeneral: t5x's contraction, computed as one 2-D matmul."""
+"""layers: DenseGeneral as one 2-D matmul, attention with the custom-JVP softmax; both equal
+to the formulations they replace, with their gradients."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,3 +63,27 @@ def test_kernel_gradient_contracts_one_axis():
   for eqn in dots:
     (lhs_contracting, _), _ = eqn.params["dimension_numbers"]
     assert len(lhs_contracting) == 1, eqn
+
+
+def test_attention_and_its_gradients_equal_the_exp_over_sum_softmax():
+  """dot_product_attention differentiates softmax by its custom JVP; the weights and the
+  gradients are those of JAX's default `exp / sum` differentiation, masked keys included."""
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 5, 3, 4)) for i in range(3))
+  mask = jnp.arange(5)[None, None, None, :] < jnp.array([5, 3])[:, None, None, None]
+  bias = jnp.where(mask, 0.0, -1e10) + jax.random.normal(jax.random.PRNGKey(3), (1, 3, 5, 5))
+  cotangent = jax.random.normal(jax.random.PRNGKey(4), (2, 5, 3, 4))
+
+  def ours(q, k, v, bias):
+    return jnp.sum(layers.dot_product_attention(q, k, v, bias, deterministic=True) * cotangent)
+
+  def default_softmax(q, k, v, bias):
+    with jax.softmax_custom_jvp(False):
+      return jnp.sum(jnp.einsum("bhqk,bkhd->bqhd",
+                                jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias), v)
+                     * cotangent)
+
+  np.testing.assert_allclose(ours(q, k, v, bias), default_softmax(q, k, v, bias), rtol=1e-6)
+  got = jax.grad(ours, argnums=(0, 1, 2, 3))(q, k, v, bias)
+  want = jax.grad(default_softmax, argnums=(0, 1, 2, 3))(q, k, v, bias)
+  for name, g, w in zip("qkvb", got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=name)
