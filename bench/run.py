@@ -327,6 +327,12 @@ def hf_bench(shapes: Shapes, threads: int) -> Dict[str, Any]:
   inputs = torch.tensor(rng.randint(3, shapes.vocab - 100, size=(shapes.batch, shapes.input_len)))
   labels = torch.tensor(rng.randint(3, shapes.vocab - 100, size=(shapes.batch, shapes.target_len)))
   out: Dict[str, Any] = {"transformers": transformers.__version__, "torch": torch.__version__}
+  # PyTorch's f32 matmul on the same threads, as `matmul_peak_flops` measures XLA's: the bound
+  # that the matmul kernels put on a matmul-bound step's ours / HF.
+  n = 2048
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  a @ b
+  out["matmul_peak_gflops"] = 2 * n ** 3 / min(timed(lambda: a @ b, 10)) / 1e9
 
   def adafactor(parameters):
     # optax.adafactor(1e-3)'s settings: a fixed rate scaled by each parameter's RMS.
@@ -474,6 +480,11 @@ def render_markdown(results: Dict[str, Any], command: str) -> str:
             f"per call of ours (minor page faults): forward {ph['forward_page_fault_mib']:.0f} MiB, "
             f"forward + backward {ph['forward_backward_page_fault_mib']:.0f} MiB, Adafactor "
             f"{ph['optimizer_page_fault_mib']:.0f} MiB (bench/profile.md).")
+    if "matmul_peak_gflops" in hf:
+      ours_mm, hf_mm = results["matmul_peak_gflops"], hf["matmul_peak_gflops"]
+      lines.append(f"\nf32 matmul peak (2048 x 2048, best of 10, same threads): XLA:CPU "
+                   f"{ours_mm:.1f}, PyTorch {hf_mm:.1f} GFLOP/s; XLA / PyTorch time per matmul "
+                   f"{hf_mm / ours_mm:.2f}.")
     if "peft_error" in hf:
       lines.append(f"\nPEFT prefix tuning could not run: {hf['peft_error']}")
     lines.append(f"\ntransformers {hf['transformers']}, torch {hf['torch']}.")

@@ -62,7 +62,7 @@ def test_phases_report_their_page_faults_next_to_hf():
   for phase in ("forward", "forward_backward", "optimizer"):
     assert phases[f"{phase}_s"] > 0 and phases[f"{phase}_page_fault_mib"] >= 0
   hf = {"train_step_s": 1.0, "forward_s": 0.5, "forward_backward_s": 1.5, "optimizer_s": 0.2,
-        "transformers": "x", "torch": "y"}
+        "matmul_peak_gflops": 1.5, "transformers": "x", "torch": "y"}
   results = {"shapes": dataclasses.asdict(TINY), "threads": 2, "machine": "test",
              "matmul_peak_gflops": 1.0, "decode": {"vanilla": {"tokens_per_s": 1.0}},
              "decode_repeats": 1,
@@ -73,3 +73,4 @@ def test_phases_report_their_page_faults_next_to_hf():
   ratio = phases["forward_backward_s"] / phases["forward_s"]
   assert f"(forward + backward) / forward: ours {ratio:.2f}, HF 3.00" in text
   assert "minor page faults" in text
+  assert "XLA:CPU 1.0, PyTorch 1.5 GFLOP/s; XLA / PyTorch time per matmul 1.50." in text
